@@ -1,0 +1,35 @@
+# univenc: `make reproduce` regenerates every figure, `make test` runs the test suite.
+# PRESET=smoke|cpu|paper (default: paper with a CUDA GPU, cpu otherwise).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PRESET ?= auto
+
+.PHONY: env reproduce figures test lab data clean-runs
+
+# The environment is (re)built when pyproject.toml changes; versions are pinned there.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+env: $(VENV)/.installed
+
+reproduce: env
+	$(PY) -m univenc.reproduce --preset $(PRESET)
+
+figures: env
+	$(PY) -m univenc.reproduce --preset $(PRESET) --analysis-only
+
+data: env
+	$(PY) -m univenc.data --download
+
+test: env
+	$(PY) -m pytest -q
+
+lab: env
+	$(VENV)/bin/jupyter lab notebooks
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,145 @@
+"""Activation-based alignment of two networks (Sec. 3.1): orthogonal Procrustes on the layers' inputs.
+
+For a pair of layers, A = argmin_{A^T A = I} E ||A phi_a(x) - phi_b(x)||^2 = U V^T with U S V^T the SVD of the
+cross-covariance E[phi_b phi_a^T]. It is accumulated over a data loader in one pass for all layers (forward
+pre-hooks; for a conv input every spatial position of every image is a sample), in O(d_a d_b) memory per layer
+whatever the number of images. A neuron w of network a is then compared with network b's as A w.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["analysed_layers", "pair_layers", "InputStatistics", "accumulate_input_statistics", "procrustes",
+           "LayerPairingError"]
+
+
+class LayerPairingError(ValueError):
+    """The layers of two networks cannot be paired."""
+
+
+def analysed_layers(model: nn.Module, include_linear: bool = False):
+    """(name, module) of the layers whose weights are compared, in module order: every nn.Conv2d with
+    groups == 1 (depthwise and grouped convs have no Cin x Cin channel covariance), plus nn.Linear layers
+    when ``include_linear``."""
+    kinds = (nn.Conv2d, nn.Linear) if include_linear else (nn.Conv2d,)
+    layers = [(n, m) for n, m in model.named_modules()
+              if isinstance(m, kinds) and getattr(m, "groups", 1) == 1]
+    if not layers:
+        raise LayerPairingError(f"{type(model).__name__} has no nn.Conv2d layer (with groups=1) to analyse")
+    return layers
+
+
+def pair_layers(net_a: nn.Module, net_b: nn.Module, include_linear: bool = False):
+    """Pair the analysed layers of two networks by order: a list of ((name_a, module_a), (name_b, module_b)).
+
+    Raises :class:`LayerPairingError` when the numbers of layers differ or a pair has different kernel sizes."""
+    la, lb = analysed_layers(net_a, include_linear), analysed_layers(net_b, include_linear)
+    if len(la) != len(lb):
+        raise LayerPairingError(
+            f"cannot pair layers: network a has {len(la)} analysed layers ({', '.join(n for n, _ in la)}) and "
+            f"network b has {len(lb)} ({', '.join(n for n, _ in lb)}). Compare networks of the same depth, or "
+            f"pass the sub-modules to compare.")
+    for (na, ma), (nb, mb) in zip(la, lb):
+        if type(ma) is not type(mb) or getattr(ma, "kernel_size", None) != getattr(mb, "kernel_size", None):
+            raise LayerPairingError(f"cannot pair layer {na} ({ma}) of network a with {nb} ({mb}) of network b: "
+                                    f"layer types or kernel sizes differ")
+    return list(zip(la, lb))
+
+
+@dataclass
+class InputStatistics:
+    """Second moments of the inputs of one pair of layers, summed over ``count`` samples (float64).
+
+    cross : (d_b, d_a) sum of phi_b phi_a^T.
+    sq_a, sq_b : sums of |phi_a|^2 and |phi_b|^2 (for the alignment residual).
+    cov_a, cov_b : (d_a, d_a), (d_b, d_b) sums of phi phi^T, only with ``full=True``.
+    """
+    cross: np.ndarray
+    count: int = 0
+    sq_a: float = 0.0
+    sq_b: float = 0.0
+    cov_a: np.ndarray | None = None
+    cov_b: np.ndarray | None = None
+    names: tuple = field(default=("", ""))
+
+    def residual(self, rotation: np.ndarray) -> float:
+        """E||A phi_a - phi_b||^2 / (E|phi_a|^2 + E|phi_b|^2) for a (semi-)orthogonal A: 1 for orthogonal
+        inputs, 0 for a perfect match. (Exact for A^T A = I; an upper bound on the norm term otherwise.)"""
+        num = self.sq_a + self.sq_b - 2 * float(np.sum(rotation * self.cross))
+        return num / (self.sq_a + self.sq_b)
+
+
+def _samples(x: torch.Tensor) -> torch.Tensor:
+    """Layer input -> (samples, channels): a conv input (N, C, H, W) gives N*H*W samples."""
+    if x.dim() == 4:
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+    return x.reshape(-1, x.shape[-1])
+
+
+@torch.no_grad()
+def accumulate_input_statistics(net_a, net_b, batches, pairs=None, full: bool = False,
+                                max_batches: int | None = None, device=None, progress: bool = True):
+    """One pass over ``batches`` (tensors x, or tuples whose first item is x) through both networks, in eval
+    mode, accumulating an :class:`InputStatistics` per layer pair. Products are formed in the activations'
+    dtype and summed in float64."""
+    pairs = pair_layers(net_a, net_b) if pairs is None else pairs
+    device = device or next(net_a.parameters()).device
+    stats = [None] * len(pairs)
+    captured = {}
+
+    def hook(key):
+        def fn(module, inputs):
+            captured[key] = _samples(inputs[0])
+        return fn
+
+    handles = []
+    for i, ((_, ma), (_, mb)) in enumerate(pairs):
+        handles.append(ma.register_forward_pre_hook(hook(("a", i))))
+        handles.append(mb.register_forward_pre_hook(hook(("b", i))))
+    modes = net_a.training, net_b.training
+    net_a.eval(), net_b.eval()
+    seen = 0
+    try:
+        for step, batch in enumerate(tqdm(batches, disable=not progress, desc="alignment", leave=False)):
+            if max_batches is not None and step >= max_batches:
+                break
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            x = x.to(device)
+            net_a(x)
+            net_b(x.to(next(net_b.parameters()).device))
+            seen += 1
+            for i, ((na, _), (nb, _)) in enumerate(pairs):
+                pa, pb = captured.pop(("a", i)), captured.pop(("b", i)).to(device)
+                if stats[i] is None:
+                    stats[i] = InputStatistics(np.zeros((pb.shape[1], pa.shape[1])), names=(na, nb))
+                s = stats[i]
+                s.cross += (pb.T @ pa).double().cpu().numpy()
+                s.count += len(pa)
+                s.sq_a += float(pa.double().square().sum())
+                s.sq_b += float(pb.double().square().sum())
+                if full:
+                    ca, cb = (pa.T @ pa).double().cpu().numpy(), (pb.T @ pb).double().cpu().numpy()
+                    s.cov_a = ca if s.cov_a is None else s.cov_a + ca
+                    s.cov_b = cb if s.cov_b is None else s.cov_b + cb
+    finally:
+        for h in handles:
+            h.remove()
+        net_a.train(modes[0]), net_b.train(modes[1])
+    if seen == 0:
+        raise ValueError("the data loader yielded no batch: alignment needs input images")
+    return stats
+
+
+def procrustes(cross: np.ndarray) -> np.ndarray:
+    """Orthogonal Procrustes rotation A (d_b, d_a) from the cross-covariance E[phi_b phi_a^T] (d_b, d_a):
+    A = U V^T, maximising tr(A^T cross). Semi-orthogonal when d_a != d_b (A^T A = I if d_b >= d_a)."""
+    cross = np.asarray(cross, float)
+    if not np.all(np.isfinite(cross)):
+        raise ValueError("the cross-covariance has non-finite entries: do the networks produce NaN activations?")
+    u, _, vt = np.linalg.svd(cross, full_matrices=False)
+    return u @ vt

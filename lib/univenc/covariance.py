@@ -1,0 +1,146 @@
+"""Channel weight covariances (Sec. 3.1): C = W^T W / Cout, eigenvalue shrinkage (eq. 3), effective rank (eq. 4).
+
+A layer's weight is read as Cout neurons w in R^d: d = Cin for a 1x1 conv or a linear layer, d = Cin*k^2 for a
+k x k conv (input-channel-major: index c*k^2 + pixel). Covariances are normalised by the variance of PyTorch's
+default (Kaiming-uniform) initialisation, 1 / (3 fan_in), so that an untrained layer has C ~ I and eq. 3 applies.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["weight_matrix", "init_variance", "channel_covariance", "shrink_eigenvalues", "effective_rank",
+           "WeightSpectrum", "weight_spectrum", "truncate_weight", "truncate_layer"]
+
+
+def weight_matrix(weight) -> np.ndarray:
+    """A conv (Cout, Cin, k, k) or linear (Cout, Cin) weight as a float64 (Cout, d) matrix."""
+    w = weight.detach().cpu().double().numpy() if isinstance(weight, torch.Tensor) else np.asarray(weight, float)
+    if w.ndim not in (2, 4):
+        raise ValueError(f"expected a linear (Cout, Cin) or conv (Cout, Cin, k, k) weight, got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("the weight has non-finite entries (NaN or inf): was training diverging?")
+    return w.reshape(w.shape[0], -1)
+
+
+def init_variance(d: int) -> float:
+    """Variance of PyTorch's default init for fan-in d: U(-1/sqrt(d), 1/sqrt(d)) has variance 1/(3d)."""
+    return 1.0 / (3.0 * d)
+
+
+def channel_covariance(weight, normalise: bool = True) -> np.ndarray:
+    """C = W^T W / Cout, (d, d) float64, divided by the init variance when ``normalise``."""
+    w = weight_matrix(weight)
+    c = w.T @ w / w.shape[0]
+    return c / init_variance(w.shape[1]) if normalise else c
+
+
+def shrink_eigenvalues(eigenvalues, gamma: float) -> np.ndarray:
+    """Eq. 3, spiked-model shrinkage (Donoho, Gavish & Johnstone 2018) for noise variance 1.
+
+    lambda -> (lambda - 1 - gamma)/2 + sqrt(((lambda + 1 - gamma)/2)^2 - lambda)  if lambda > (1 + sqrt(gamma))^2
+              0                                                                    otherwise,
+    with gamma = d / Cout (dimensions per sample). The result is the spike's strength above the noise floor:
+    a population eigenvalue 1 + s comes back as about s."""
+    lam = np.asarray(eigenvalues, dtype=float)
+    if gamma <= 0:
+        raise ValueError(f"gamma = d / Cout must be positive, got {gamma}")
+    above = lam > (1 + np.sqrt(gamma)) ** 2
+    disc = np.maximum(((lam + 1 - gamma) / 2) ** 2 - lam, 0.0)
+    return np.where(above, (lam - 1 - gamma) / 2 + np.sqrt(disc), 0.0)
+
+
+def effective_rank(eigenvalues) -> float:
+    """Eq. 4: r_eff = sum_k k lambda_k / sum_k lambda_k over eigenvalues sorted descending (k = 1..d).
+
+    0 when every eigenvalue is 0 (nothing above the noise)."""
+    lam = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
+    total = lam.sum()
+    return float((lam * np.arange(1, len(lam) + 1)).sum() / total) if total > 0 else 0.0
+
+
+@dataclass
+class WeightSpectrum:
+    """Eigen-decomposition of a layer's normalised channel covariance, computed from the SVD of W.
+
+    eigenvalues : (m,) raw eigenvalues of C, descending (m = min(Cout, d); the other d - m are 0).
+    vectors : (d, m) eigenvectors (columns).
+    shrunk : (m,) eq. 3 applied to ``eigenvalues``.
+    cout, d : sizes; gamma = d / cout.
+    """
+    eigenvalues: np.ndarray
+    vectors: np.ndarray
+    shrunk: np.ndarray
+    cout: int
+    d: int
+
+    @property
+    def gamma(self) -> float:
+        return self.d / self.cout
+
+    @property
+    def rank(self) -> int:
+        """Number of eigenvalues retained by the shrinkage."""
+        return int((self.shrunk > 0).sum())
+
+    @property
+    def effective_rank(self) -> float:
+        return effective_rank(self.shrunk)
+
+    def retained(self):
+        """(shrunk eigenvalues, eigenvectors) of the retained (non-zero) part: the shrunk covariance is
+        vectors @ diag(values) @ vectors.T exactly."""
+        keep = self.shrunk > 0
+        return self.shrunk[keep], self.vectors[:, keep]
+
+
+def weight_spectrum(weight, rotation: np.ndarray | None = None) -> WeightSpectrum:
+    """:class:`WeightSpectrum` of a layer; O(Cout d min(Cout, d)) through the SVD of W, never a d x d eigh.
+
+    rotation : optional (d', Cin) alignment A applied to the input channels (w -> A w); for a k x k conv it
+    acts on the channel axis of each pixel (A kron I_{k^2}), giving a (Cout, d' k^2) weight."""
+    w = weight_matrix(weight)
+    if rotation is not None:
+        w = rotate_inputs(w, weight, rotation)
+    cout, d = w.shape
+    _, s, vt = np.linalg.svd(w / np.sqrt(cout * init_variance(_fan_in(weight))), full_matrices=False)
+    lam = s ** 2
+    return WeightSpectrum(lam, vt.T, shrink_eigenvalues(lam, d / cout), cout, d)
+
+
+def _fan_in(weight) -> int:
+    shape = tuple(weight.shape)
+    return int(np.prod(shape[1:]))
+
+
+def rotate_inputs(w: np.ndarray, weight, rotation: np.ndarray) -> np.ndarray:
+    """w (Cout, Cin*k^2) -> (Cout, d'*k^2) with the channel axis multiplied by ``rotation`` (d', Cin)."""
+    shape = tuple(weight.shape)
+    cout, cin = shape[0], shape[1]
+    kk = int(np.prod(shape[2:])) if len(shape) == 4 else 1
+    rotation = np.asarray(rotation, float)
+    if rotation.shape[1] != cin:
+        raise ValueError(f"rotation has shape {rotation.shape}; its second axis must match Cin = {cin}")
+    return np.einsum("ij,ojp->oip", rotation, w.reshape(cout, cin, kk)).reshape(cout, -1)
+
+
+def truncate_weight(weight: torch.Tensor, rank: int) -> torch.Tensor:
+    """Project each neuron of ``weight`` on the top-``rank`` eigenvectors of its channel covariance
+    (W -> W U_r U_r^T), the low-rank approximation of Fig. 2. Same shape and dtype as ``weight``."""
+    spec = weight_spectrum(weight)
+    u = spec.vectors[:, :rank]
+    w = weight_matrix(weight)
+    return torch.as_tensor((w @ u) @ u.T, dtype=weight.dtype).reshape(weight.shape)
+
+
+def truncate_layer(model: nn.Module, layer: str, rank: int) -> nn.Module:
+    """A copy of ``model`` whose module ``layer`` has its weight truncated to ``rank``."""
+    out = copy.deepcopy(model)
+    module = out.get_submodule(layer)
+    with torch.no_grad():
+        module.weight.copy_(truncate_weight(module.weight, rank))
+    return out

@@ -1,0 +1,280 @@
+"""Datasets as in-memory tensors, and the task variants the paper's figures need.
+
+Every loader returns ``images`` as a uint8 tensor (N, 3, 32, 32) and ``labels`` as an int64 tensor (N,).
+Files are read with torchvision's dataset classes from the data root; when they are missing, torchvision's own
+download puts them there (``download=True``), and offline the error names the files and the two remedies.
+
+Data root: explicit ``root`` argument, else the ``UNIVENC_DATA`` environment variable, else ``<repo>/data``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DatasetNotFoundError", "data_root", "load_dataset", "Task", "load_task", "TaskData",
+    "random_labels", "limit_per_class", "select_classes", "cifar100_halves",
+    "load_downsampled_imagenet", "image_folder", "DATASETS",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Files torchvision expects under the data root for each dataset (what an offline user must copy there).
+EXPECTED_FILES = {
+    "cifar10": ["cifar-10-batches-py/" + f for f in
+                ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+                 "test_batch", "batches.meta"]],
+    "cifar100": ["cifar-100-python/" + f for f in ["train", "test", "meta"]],
+    "mnist": ["MNIST/raw/" + f for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]],
+}
+DATASETS = tuple(EXPECTED_FILES)
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not in the data root and could not be downloaded."""
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data root: ``root`` if given, else ``$UNIVENC_DATA``, else ``<repo>/data``."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get("UNIVENC_DATA"):
+        return Path(os.environ["UNIVENC_DATA"])
+    return REPO_ROOT / "data" if (REPO_ROOT / "pyproject.toml").exists() else Path.cwd() / "data"
+
+
+def is_available(name: str, root=None) -> bool:
+    """True when every file of dataset ``name`` is in the data root (no download attempted)."""
+    root = data_root(root)
+    return all((root / f).exists() for f in EXPECTED_FILES[name])
+
+
+def _not_found(name: str, root: Path, cause: BaseException | None) -> DatasetNotFoundError:
+    missing = [f for f in EXPECTED_FILES[name] if not (root / f).exists()]
+    why = f" The download failed: {type(cause).__name__}: {cause}." if cause is not None else ""
+    return DatasetNotFoundError(
+        f"Dataset '{name}' is not in the data root {root} (missing: {', '.join(missing)}).{why}\n"
+        f"Remedies: (1) connect to the internet and rerun: torchvision downloads it into {root}; or "
+        f"(2) copy the files there yourself: {root}/{EXPECTED_FILES[name][0].split('/')[0]}/... "
+        f"(torchvision's format), or point UNIVENC_DATA at a folder that has them.")
+
+
+def _torchvision_dataset(name: str, train: bool, root: Path, download: bool):
+    from torchvision import datasets
+
+    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100, "mnist": datasets.MNIST}[name]
+    present = is_available(name, root)
+    if not present and not download:
+        raise _not_found(name, root, None)
+    try:
+        # With the files present, download=True only verifies them (and unpacks MNIST's .gz): no network.
+        return cls(str(root), train=train, download=True)
+    except Exception as err:  # offline, corrupt or partial files: one clear error, not torchvision's
+        raise _not_found(name, root, err) from err
+
+
+def load_dataset(name: str, train: bool = True, root=None, download: bool = True):
+    """Load a dataset into memory.
+
+    Parameters
+    ----------
+    name : "cifar10", "cifar100" or "mnist"
+    train : the training split if True, else the test split.
+    root : data root (see :func:`data_root`).
+    download : let torchvision download missing files.
+
+    Returns
+    -------
+    images : uint8 tensor (N, 3, 32, 32). MNIST is zero-padded from 28x28 to 32x32 and repeated to 3 channels.
+    labels : int64 tensor (N,)
+    """
+    if name not in EXPECTED_FILES:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    root = data_root(root)
+    ds = _torchvision_dataset(name, train, root, download)
+    if name == "mnist":
+        images = torch.nn.functional.pad(ds.data, (2, 2, 2, 2))[:, None].expand(-1, 3, -1, -1).contiguous()
+    else:
+        images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+    return images, labels
+
+
+# --------------------------------------------------------------------------- task variants (pure, seeded)
+
+def select_classes(images, labels, classes):
+    """Keep the samples of ``classes`` and relabel them 0..len(classes)-1 in the given order."""
+    classes = torch.as_tensor(list(classes), dtype=torch.int64)
+    keep = torch.isin(labels, classes)
+    remap = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+    remap[classes] = torch.arange(len(classes))
+    return images[keep], remap[labels[keep]]
+
+
+def limit_per_class(images, labels, n: int, seed: int = 0):
+    """At most ``n`` samples of each class, drawn with ``seed``; the original order is kept."""
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in torch.unique(labels):
+        idx = torch.nonzero(labels == c).flatten()
+        keep.append(idx[torch.randperm(len(idx), generator=g)[:n]])
+    keep = torch.sort(torch.cat(keep)).values
+    return images[keep], labels[keep]
+
+
+def random_labels(labels, num_classes: int, seed: int):
+    """Uniformly random labels in 0..num_classes-1, one realisation per ``seed`` (fixed for the whole run)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(num_classes, labels.shape, generator=g, dtype=torch.int64)
+
+
+def cifar100_halves(seed: int = 0):
+    """Two disjoint random halves of the 100 CIFAR-100 classes (analogues of ImageNet100a/b)."""
+    perm = torch.randperm(100, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[:50]), sorted(perm[50:])
+
+
+# Named tasks: (dataset, classes or None for all). "10a"/"10b" are the two CIFAR-10 halves.
+TASKS = {
+    "cifar10": ("cifar10", None),
+    "cifar5": ("cifar10", range(5)),
+    "cifar10a": ("cifar10", range(5)),
+    "cifar10b": ("cifar10", range(5, 10)),
+    "cifar100": ("cifar100", None),
+    "cifar100a": ("cifar100", "a"),
+    "cifar100b": ("cifar100", "b"),
+    "mnist": ("mnist", None),
+    "imagenet32": ("imagenet32", None),
+}
+RANDOM_LABEL_SEEDS = {"a": 1001, "b": 2002}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a network is trained on.
+
+    name : a key of ``TASKS`` (e.g. "cifar10", "cifar5", "cifar100a", "mnist").
+    per_class : keep at most this many training images per class (None: all). The test split is not limited.
+    random_labels : None for true labels, else a realisation name ("a", "b") or an int seed.
+    subset_seed : seed of the per-class draw.
+    """
+    name: str
+    per_class: int | None = None
+    random_labels: str | int | None = None
+    subset_seed: int = 0
+
+    @property
+    def dataset(self) -> str:
+        return TASKS[self.name][0]
+
+
+@dataclass
+class TaskData:
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+
+
+def load_task(task: Task, root=None, download: bool = True) -> TaskData:
+    """Train and test tensors of a :class:`Task`. CIFAR5 and CIFAR-10a are the same class set by design:
+    CIFAR5 is the paper's name, 10a/10b the pair of disjoint halves."""
+    if task.name not in TASKS:
+        raise ValueError(f"unknown task {task.name!r}; expected one of {sorted(TASKS)}")
+    dataset, classes = TASKS[task.name]
+    if dataset == "imagenet32":
+        root_ = data_root(root) / "imagenet32"
+        xtr, ytr = load_downsampled_imagenet(root_, train=True)
+        xte, yte = load_downsampled_imagenet(root_, train=False)
+    else:
+        xtr, ytr = load_dataset(dataset, True, root, download)
+        xte, yte = load_dataset(dataset, False, root, download)
+    if classes in ("a", "b"):
+        classes = cifar100_halves()[0 if classes == "a" else 1]
+    if classes is not None:
+        xtr, ytr = select_classes(xtr, ytr, classes)
+        xte, yte = select_classes(xte, yte, classes)
+    num_classes = int(ytr.max()) + 1
+    if task.per_class is not None:
+        xtr, ytr = limit_per_class(xtr, ytr, task.per_class, task.subset_seed)
+    if task.random_labels is not None:
+        seed = RANDOM_LABEL_SEEDS.get(task.random_labels, task.random_labels)
+        ytr = random_labels(ytr, num_classes, int(seed))
+    return TaskData(xtr, ytr, xte, yte, num_classes)
+
+
+def task_available(task: Task, root=None) -> bool:
+    """True when the files of the task's dataset are in the data root."""
+    if task.dataset == "imagenet32":
+        return (data_root(root) / "imagenet32" / "val_data").exists()
+    return is_available(task.dataset, root)
+
+
+# --------------------------------------------------------------------------- data users bring themselves
+
+def load_downsampled_imagenet(folder, train: bool = True):
+    """Downsampled ImageNet 32x32 in its published pickle-batch format (Chrabaszcz et al. 2017).
+
+    ``folder`` holds ``train_data_batch_1`` ... ``train_data_batch_10`` and ``val_data``: pickled dicts with
+    ``data`` (N, 3072) uint8 in CHW order and ``labels`` 1..1000. Returns images (N, 3, 32, 32) uint8 and
+    labels (N,) int64 in 0..999.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("train_data_batch_*"), key=lambda p: int(p.name.rsplit("_", 1)[1])) \
+        if train else [folder / "val_data"]
+    if not files or not all(f.exists() for f in files):
+        raise DatasetNotFoundError(
+            f"Downsampled ImageNet 32x32 not found in {folder}: expected train_data_batch_1..10 and val_data "
+            f"(the pickle batches published by the ImageNet site). Copy them there; they cannot be downloaded "
+            f"without an ImageNet account.")
+    images, labels = [], []
+    for f in files:
+        with open(f, "rb") as fh:
+            d = pickle.load(fh)
+        images.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(d["labels"], dtype=np.int64) - 1)
+    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+
+
+def image_folder(folder, train: bool = True, size: int = 224):
+    """ImageNet (or any class-per-folder image tree) as a torchvision ``ImageFolder`` with the paper's
+    transforms: random resized crop + flip for training, resize + centre crop for evaluation. Too large to
+    hold in memory, so it streams through a ``DataLoader`` (``univenc.training`` accepts any iterable)."""
+    from torchvision import datasets, transforms
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"No image folder at {folder}: expected one sub-folder of images per class.")
+    if train:
+        tf = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
+                                 transforms.PILToTensor()])
+    else:
+        tf = transforms.Compose([transforms.Resize(int(size * 8 / 7)), transforms.CenterCrop(size),
+                                 transforms.PILToTensor()])
+    return datasets.ImageFolder(str(folder), transform=tf)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Fetch (or verify) the datasets into the data root.")
+    p.add_argument("--root", default=None)
+    p.add_argument("--download", action="store_true", help="download missing files with torchvision")
+    args = p.parse_args(argv)
+    for name in DATASETS:
+        try:
+            x, _ = load_dataset(name, True, args.root, download=args.download)
+            print(f"{name}: {tuple(x.shape)} in {data_root(args.root)}")
+        except DatasetNotFoundError as err:
+            print(f"{name}: absent. {str(err).splitlines()[0]}")
+
+
+if __name__ == "__main__":
+    main()

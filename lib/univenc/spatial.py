@@ -1,0 +1,153 @@
+"""Spatial structure of conv filters (Sec. 2 of the paper, Fig. 1 and 5).
+
+The spatial covariance of a conv layer with weight W (Cout, Cin, k, k) is the k^2 x k^2 second-moment matrix
+of its Cout*Cin filters, E[w w^T] over all filters w in R^{k^2} (uncentred, as in Trockman et al. 2023:
+the mean filter is itself part of the spatial structure). Its eigenvectors, shown as k x k images, are the
+"spatial eigenvectors", found to be the same for every layer l >= 2, filter size, dataset and task.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+__all__ = ["spatial_covariance", "spatial_eigenvectors", "spatial_report", "spatial_similarity",
+           "to_common_grid", "mean_spatial_covariance", "random_init_weights", "conv_weights"]
+
+
+def _as_float64(weight) -> np.ndarray:
+    w = weight.detach().cpu().double().numpy() if isinstance(weight, torch.Tensor) else np.asarray(weight, float)
+    if w.ndim != 4 or w.shape[2] != w.shape[3]:
+        raise ValueError(f"expected a conv weight of shape (Cout, Cin, k, k), got {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("the weight has non-finite entries (NaN or inf): was training diverging?")
+    return w
+
+
+def spatial_covariance(weight) -> np.ndarray:
+    """k^2 x k^2 spatial covariance of a conv weight (Cout, Cin, k, k), averaged over all Cout*Cin filters.
+
+    Returns float64 (k^2, k^2); pixel index i*k + j is row i, column j of the filter."""
+    w = _as_float64(weight)
+    f = w.reshape(-1, w.shape[2] * w.shape[3])
+    return f.T @ f / len(f)
+
+
+def _sign_convention(v: np.ndarray) -> np.ndarray:
+    """Fix the arbitrary sign of an eigen-image: a positive sum when the mean is clearly non-zero (blobs),
+    otherwise a positive value at the first pixel, in raster order, that reaches half the largest magnitude
+    (derivative-like images, whose sum is about zero)."""
+    s = v.sum()
+    if abs(s) > 0.1 * np.linalg.norm(v):
+        return v if s > 0 else -v
+    a = np.abs(v)
+    first = int(np.argmax(a >= 0.5 * a.max()))
+    return v if v[first] >= 0 else -v
+
+
+def spatial_eigenvectors(weight=None, covariance=None):
+    """Spatial eigenvalues (descending) and eigenvectors as k x k images.
+
+    Give a conv weight (Cout, Cin, k, k) or a k^2 x k^2 ``covariance``. Returns eigenvalues (k^2,) and
+    eigenvectors (k^2, k, k), unit norm, signs fixed by :func:`_sign_convention`."""
+    c = spatial_covariance(weight) if covariance is None else np.asarray(covariance, float)
+    k = int(round(np.sqrt(c.shape[0])))
+    vals, vecs = np.linalg.eigh(c)
+    order = np.argsort(vals)[::-1]
+    vals, vecs = vals[order], vecs[:, order]
+    vecs = np.stack([_sign_convention(v) for v in vecs.T])
+    return vals, vecs.reshape(-1, k, k)
+
+
+def conv_weights(model: nn.Module):
+    """(name, module) of every nn.Conv2d, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def spatial_report(model: nn.Module, n_top=(1, 3, 5)) -> pd.DataFrame:
+    """One row per Conv2d layer: name, k, Cout, Cin, groups, status, eigenvalue spectrum (normalised to sum 1)
+    and the fraction of variance in the top 1/3/5 eigenvectors.
+
+    Grouped and depthwise convs are analysed per group: their weight (Cout, Cin/groups, k, k) holds one filter
+    per (output, input) pair within a group, exactly the filters the covariance averages over. 1x1 convs are
+    reported with status "1x1: no spatial structure". Frozen convs (no gradient) are flagged."""
+    rows = []
+    for name, m in conv_weights(model):
+        k = m.kernel_size[0]
+        row = dict(layer=name, k=k, Cout=m.out_channels, Cin=m.in_channels, groups=m.groups,
+                   trainable=m.weight.requires_grad)
+        if m.kernel_size[0] != m.kernel_size[1]:
+            row["status"] = f"skipped: non-square kernel {m.kernel_size}"
+        elif k == 1:
+            row["status"] = "1x1: no spatial structure"
+        else:
+            vals, _ = spatial_eigenvectors(m.weight)
+            frac = vals / vals.sum()
+            row["status"] = "analysed" if m.groups == 1 else f"analysed per group ({m.groups} groups)"
+            row["spectrum"] = frac
+            for n in n_top:
+                row[f"top{n}"] = float(frac[:n].sum())
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer: spatial analysis needs conv layers")
+    return pd.DataFrame(rows)
+
+
+def mean_spatial_covariance(weights) -> np.ndarray:
+    """Average of the trace-normalised spatial covariances of several conv weights of the same k (e.g. the
+    layers l >= 2 of one or more networks): the estimate behind the canonical filter set."""
+    covs = [spatial_covariance(w) for w in weights]
+    return np.mean([c / np.trace(c) for c in covs], axis=0)
+
+
+def to_common_grid(images: np.ndarray, size: int, grid: str = "resample") -> np.ndarray:
+    """Put k x k eigen-images (n, k, k) on a size x size grid, unit norm.
+
+    grid="resample" (default): bilinear resampling of the filter's support [0, 1]^2, i.e. compare shapes
+    relative to the filter size. Spatial eigenvectors fill their whole support (a k=7 blob is as wide as its
+    filter), so shape, not pixel scale, is what the paper says is shared across sizes.
+    grid="embed": zero-pad the small filter at the centre of the large one (same pixel scale): the
+    alternative hypothesis, kept to test that the result does not hinge on the choice.
+    """
+    images = np.asarray(images, float)
+    k = images.shape[-1]
+    if k == size:
+        out = images
+    elif grid == "embed":
+        if size < k:
+            raise ValueError(f"cannot centre-embed a {k}x{k} filter in a {size}x{size} grid")
+        p = (size - k) // 2
+        out = np.pad(images, ((0, 0), (p, p), (p, p)))
+    elif grid == "resample":
+        t = torch.as_tensor(images)[:, None]
+        out = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+        out = out[:, 0].numpy()
+    else:
+        raise ValueError(f"grid must be 'resample' or 'embed', got {grid!r}")
+    return out / np.linalg.norm(out.reshape(len(out), -1), axis=1)[:, None, None]
+
+
+def spatial_similarity(eig_a: np.ndarray, eig_b: np.ndarray, n: int = 5, grid: str = "resample") -> float:
+    """Universality score of two sets of spatial eigenvectors (n_a, k_a, k_a) and (n_b, k_b, k_b).
+
+    The leading ``n`` of each are put on the larger grid (:func:`to_common_grid`), their |cos| matrix is formed
+    and the best one-to-one matching (Hungarian algorithm) is found; the score is the mean matched |cos|,
+    in [0, 1]. |cos| makes it blind to sign flips and the matching to swapped ranks of near-equal eigenvalues.
+    Compare it with the same score on randomly initialised weights (:func:`random_init_weights`)."""
+    size = max(eig_a.shape[-1], eig_b.shape[-1])
+    a = to_common_grid(eig_a[:n], size, grid).reshape(n, -1)
+    b = to_common_grid(eig_b[:n], size, grid).reshape(n, -1)
+    cos = np.abs(a @ b.T)
+    rows, cols = linear_sum_assignment(-cos)
+    return float(cos[rows, cols].mean())
+
+
+def random_init_weights(shape, seed: int) -> torch.Tensor:
+    """A conv weight of ``shape`` (Cout, Cin, k, k) drawn with PyTorch's default init (Kaiming uniform,
+    a=sqrt(5)): the null model for every spatial score."""
+    g = torch.Generator().manual_seed(seed)
+    cout, cin, k, _ = shape
+    bound = 1.0 / np.sqrt(cin * k * k)
+    return (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * bound

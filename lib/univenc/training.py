@@ -1,0 +1,200 @@
+"""Training recipe of Appendix B.3, readable in one sitting.
+
+SGD (momentum 0.9, no weight decay), lr divided by 10 every ``lr_step`` epochs, PyTorch's default init.
+The training set lives in memory (on the GPU when there is one) as uint8 tensors; random crops (4-pixel zero
+padding) and horizontal flips are done on whole batches. Every random draw of epoch e comes from a generator
+seeded with (seed, e), so a run resumed from a checkpoint ends with the same weights as an uninterrupted one.
+
+Files in ``out_dir``: ``last.pt`` (resume point, every epoch), ``epoch_XXX.pt`` (the requested intermediate
+checkpoints), ``final.pt`` (when done) and ``log.csv`` (one row per epoch). All written atomically.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .storage import atomic_write, git_commit, load_checkpoint, save_torch
+
+__all__ = ["TrainConfig", "fit", "train", "tensor_batches", "to_float", "evaluate", "resolve_device"]
+
+# Inputs are scaled to roughly zero mean and unit variance with fixed constants (the same for every dataset,
+# so that networks trained on different data see comparable input statistics).
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 90
+    lr: float = 0.005
+    lr_step: int = 30                  # lr /= 10 every lr_step epochs
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    augment: bool = True               # random crop (pad 4) + horizontal flip
+    seed: int = 0                      # data order and augmentation (the init seed belongs to the model)
+    checkpoint_epochs: tuple = ()      # epochs after which epoch_XXX.pt is kept (learning trajectories)
+    channels_last: bool = True
+    device: str = "auto"
+    eval_batch_size: int = 1000
+    extra: dict = field(default_factory=dict)  # free-form metadata stored with the checkpoint
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr * 0.1 ** (epoch // self.lr_step)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) -> normalised float32."""
+    return (images.float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+
+
+def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with ``pad``-pixel zero padding and random horizontal flip, on a uint8 batch (B, C, H, W)."""
+    B, C, H, W = images.shape
+    dev = images.device
+    shifts = torch.randint(0, 2 * pad + 1, (2, B), generator=generator).to(dev)
+    flips = (torch.rand(B, generator=generator) < 0.5).to(dev)
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = (shifts[0][:, None] + torch.arange(H, device=dev))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (shifts[1][:, None] + torch.arange(W, device=dev))[:, None, None, :]  # (B, 1, 1, W)
+    cols = torch.where(flips[:, None, None, None], cols.flip(-1), cols)
+    batch = torch.arange(B, device=dev)[:, None, None, None]
+    chans = torch.arange(C, device=dev)[None, :, None, None]
+    return padded[batch, chans, rows, cols]
+
+
+def tensor_batches(images, labels, batch_size: int, augment: bool, generator: torch.Generator | None,
+                   device: torch.device, shuffle: bool = True):
+    """Yield (float images, labels) batches from uint8 tensors, shuffled and augmented with ``generator``."""
+    n = len(labels)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size].to(images.device)
+        x = images[idx]
+        if augment:
+            x = augment_batch(x, generator)
+        yield to_float(x.to(device, non_blocking=True)), labels[idx].to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(model, batches) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` over an iterable of (x, y) batches."""
+    was_training = model.training
+    model.eval()
+    loss = correct = count = 0.0
+    for x, y in batches:
+        out = model(x)
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        count += len(y)
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate() got no batches: the evaluation data is empty")
+    return loss / count, correct / count
+
+
+def _log_csv(rows) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta: dict | None = None,
+        progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train ``model`` in place; resume from ``out_dir/last.pt`` when it exists.
+
+    train_batches : callable(epoch, generator) -> iterable of (x, y) batches on the model's device.
+    eval_batches : callable() -> iterable of (x, y) test batches.
+    stop_after : stop after this many epochs of this call (used to test interruption and resume).
+    Returns the final checkpoint dict (``state_dict``, ``config``, ``log``, ``commit``, ...).
+    """
+    device = resolve_device(cfg.device)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    log, start = [], 0
+    if out_dir is not None and (out_dir / "last.pt").exists():
+        ckpt = load_checkpoint(out_dir / "last.pt")
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        log, start = ckpt["log"], ckpt["epoch"]
+    config = {"train": asdict(cfg), **(meta or {})}
+
+    def checkpoint(epoch):
+        return {"state_dict": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "log": log,
+                "config": config, "commit": git_commit(), "torch": torch.__version__}
+
+    bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress,
+               desc=(meta or {}).get("name", "train"), leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr_at(epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        model.train()
+        loss_sum = correct = count = 0.0
+        for x, y in train_batches(epoch, gen):
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(y)
+            correct += (out.argmax(1) == y).sum().item()
+            count += len(y)
+        if count == 0:
+            raise ValueError("the training data yielded no batch: is the training set empty?")
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"training loss became {loss_sum} at epoch {epoch + 1}: lower the lr")
+        test_loss, test_acc = evaluate(model, eval_batches())
+        log.append({"epoch": epoch + 1, "lr": cfg.lr_at(epoch), "loss": loss_sum / count,
+                    "train_acc": correct / count, "test_loss": test_loss, "test_acc": test_acc,
+                    "seconds": time.perf_counter() - t0})
+        bar.set_postfix(loss=f"{loss_sum / count:.3f}", test=f"{test_acc:.3f}")
+        if out_dir is not None:
+            ckpt = checkpoint(epoch + 1)
+            if epoch + 1 in cfg.checkpoint_epochs:
+                save_torch(ckpt, out_dir / f"epoch_{epoch + 1:03d}.pt")
+            save_torch(ckpt, out_dir / "last.pt")
+            atomic_write(out_dir / "log.csv", lambda tmp: Path(tmp).write_text(_log_csv(log)))
+        if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < cfg.epochs:
+            return checkpoint(epoch + 1)
+    final = checkpoint(cfg.epochs)
+    if out_dir is not None:
+        save_torch(final, out_dir / "final.pt")
+    return final
+
+
+def train(model, data, cfg: TrainConfig, out_dir=None, meta=None, progress=True, stop_after=None) -> dict:
+    """Train on an in-memory :class:`univenc.data.TaskData` (uint8 tensors moved to the training device once)."""
+    device = resolve_device(cfg.device)
+    xtr, ytr = data.train_images.to(device), data.train_labels.to(device)
+    xte, yte = data.test_images.to(device), data.test_labels.to(device)
+
+    def train_batches(epoch, gen):
+        return tensor_batches(xtr, ytr, cfg.batch_size, cfg.augment, gen, device)
+
+    def eval_batches():
+        return tensor_batches(xte, yte, cfg.eval_batch_size, False, None, device, shuffle=False)
+
+    return fit(model, train_batches, eval_batches, cfg, out_dir, meta, progress, stop_after)

@@ -1,0 +1,119 @@
+"""Eq. 3 (shrinkage) and eq. 4 (effective rank) against random-matrix theory and closed forms."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from univenc.covariance import (channel_covariance, effective_rank, init_variance, shrink_eigenvalues,
+                                truncate_layer, truncate_weight, weight_spectrum)
+
+
+def test_untrained_layer_has_identity_covariance():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(16, 4096, 3, bias=False)  # many neurons: C -> I
+    c = channel_covariance(conv.weight)
+    assert c.shape == (144, 144)
+    assert np.diag(c).mean() == pytest.approx(1.0, rel=0.01)
+    assert np.abs(c - np.eye(144)).max() < 0.15
+    assert init_variance(144) == pytest.approx(conv.weight.detach().double().var().item(), rel=0.02)
+
+
+@pytest.mark.parametrize("cout,d", [(2000, 500), (500, 1000)])
+def test_pure_noise_shrinks_to_zero(cout, d):
+    # Marchenko-Pastur noise lies below (1 + sqrt(gamma))^2 but for the top eigenvalue's Tracy-Widom
+    # fluctuation, which crosses the edge with probability ~0.17 at any size: so all-zero in most draws,
+    # and at most the top eigenvalue otherwise.
+    all_zero = 0
+    for seed in range(12):
+        w = np.random.default_rng(seed).standard_normal((cout, d))
+        lam = np.linalg.eigvalsh(w.T @ w / cout)
+        shrunk = shrink_eigenvalues(lam, d / cout)
+        assert (shrunk > 0).sum() <= 1
+        all_zero += bool(np.all(shrunk == 0))
+    assert all_zero >= 8
+
+
+@pytest.mark.parametrize("strength", [2.0, 5.0, 20.0])
+def test_planted_spike_is_recovered(strength):
+    rng = np.random.default_rng(1)
+    cout, d = 4000, 1000
+    gamma = d / cout
+    assert strength > np.sqrt(gamma)  # above the BBP threshold
+    u = rng.standard_normal(d)
+    u /= np.linalg.norm(u)
+    w = rng.standard_normal((cout, d)) + np.sqrt(strength) * rng.standard_normal((cout, 1)) * u
+    lam = np.sort(np.linalg.eigvalsh(w.T @ w / cout))[::-1]
+    shrunk = shrink_eigenvalues(lam, gamma)
+    assert shrunk[0] == pytest.approx(strength, rel=0.05)
+    assert np.all(shrunk[1:] == 0)
+
+
+def test_spike_below_threshold_is_zeroed():
+    rng = np.random.default_rng(2)
+    cout, d = 2000, 1000
+    gamma = d / cout
+    strength = 0.4 * np.sqrt(gamma)  # population 1 + s below 1 + sqrt(gamma)
+    u = np.eye(d)[0]
+    w = rng.standard_normal((cout, d)) + np.sqrt(strength) * rng.standard_normal((cout, 1)) * u
+    lam = np.linalg.eigvalsh(w.T @ w / cout)
+    assert np.all(shrink_eigenvalues(lam, gamma) == 0)
+
+
+def test_shrinkage_closed_form_inverts_the_spike_map():
+    # a population spike 1 + s appears in the sample spectrum at (1 + s)(1 + gamma / s)
+    for gamma in [0.1, 0.5, 2.0]:
+        for s in [1.5 * np.sqrt(gamma), 3.0, 10.0]:
+            lam = (1 + s) * (1 + gamma / s)
+            assert shrink_eigenvalues([lam], gamma)[0] == pytest.approx(s, rel=1e-12)
+    with pytest.raises(ValueError, match="gamma"):
+        shrink_eigenvalues([1.0], 0)
+
+
+def test_effective_rank_closed_forms():
+    assert effective_rank([3.0, 0, 0]) == 1.0
+    assert effective_rank([1.0] * 5) == 3.0  # (1+...+5)/5
+    assert effective_rank([0.0, 0.0]) == 0.0
+    assert effective_rank([1.0, 2.0]) == effective_rank([2.0, 1.0])  # sorted internally
+
+
+def test_weight_spectrum_matches_dense_eigh():
+    torch.manual_seed(0)
+    w = torch.randn(40, 8, 3, 3, dtype=torch.float64)
+    spec = weight_spectrum(w)
+    dense = np.sort(np.linalg.eigvalsh(channel_covariance(w)))[::-1]
+    np.testing.assert_allclose(spec.eigenvalues, dense[:40], rtol=1e-10)
+    assert spec.d == 72 and spec.cout == 40 and spec.gamma == 72 / 40
+    vals, vecs = spec.retained()
+    c_shrunk = (vecs * vals) @ vecs.T
+    assert np.trace(c_shrunk) == pytest.approx(vals.sum())
+
+
+def test_rotation_acts_on_channels_of_each_pixel():
+    rng = np.random.default_rng(0)
+    w = torch.as_tensor(rng.standard_normal((6, 4, 3, 3)))
+    a = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    spec = weight_spectrum(w, rotation=a)
+    kron = np.kron(a, np.eye(9))  # channel-major flattening: A kron I_{k^2}
+    wr = w.reshape(6, -1).numpy() @ kron.T
+    np.testing.assert_allclose(spec.eigenvalues, np.linalg.svd(wr / np.sqrt(6 * init_variance(36)), compute_uv=False) ** 2, rtol=1e-10)
+    with pytest.raises(ValueError, match="Cin"):
+        weight_spectrum(w, rotation=np.eye(5))
+
+
+def test_truncation_has_the_requested_rank_and_is_exact_at_full_rank():
+    torch.manual_seed(0)
+    lin = nn.Conv2d(10, 30, 1, bias=False)
+    w3 = truncate_weight(lin.weight, 3)
+    assert np.linalg.matrix_rank(w3.reshape(30, 10).numpy(), tol=1e-5) == 3
+    torch.testing.assert_close(truncate_weight(lin.weight, 10), lin.weight.detach(), atol=1e-6, rtol=1e-5)
+    model = nn.Sequential(lin)
+    out = truncate_layer(model, "0", 2)
+    assert np.linalg.matrix_rank(out[0].weight.detach().reshape(30, 10).numpy(), tol=1e-5) == 2
+    assert np.linalg.matrix_rank(lin.weight.detach().reshape(30, 10).numpy()) == 10  # original untouched
+
+
+def test_non_finite_weights_are_rejected():
+    w = torch.randn(4, 3, 3, 3)
+    w[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        channel_covariance(w)
