@@ -59,24 +59,18 @@ class NaiveFactorizedBlock(nn.Module):
 
 
 class FactorizedBlock(nn.Module):
-    """Fast form of :class:`NaiveFactorizedBlock` (same outputs, gradients and state dict).
+    """Fast form of :class:`NaiveFactorizedBlock`: same outputs, gradients, running statistics and state dict.
 
-    With z = f * x (5 filters per input channel) and the BatchNorm scale s and mean m of each of the 10 Cin
-    channels, the naive block computes W (s (cat[relu(z), relu(-z)] - m)). Since relu(-z) = relu(z) - z:
-
-        out = (W+ s+ + W- s-) relu(z)  -  (W- s-) z  -  W s m
-
-    Why each step is faster in training mode:
-    - f and -f share one convolution: z is computed for 5 filters, not 10.
-    - the linear term (W- s-) z = sum_j (W-_j s-_j) (f_j * x) is one ordinary k x k conv of x with the
-      filters sum_j W-_j s-_j f_j, which oneDNN runs far faster than a 1x1 conv over 5 Cin channels.
-    - BatchNorm(affine=False) is folded into the weights: its batch statistics come from reductions of z and
-      relu(z) (relu(z)^2 + relu(-z)^2 = z^2), so the 10 Cin-channel tensor is never built, normalised or
-      stored for backward.
-    Channel order and state dict follow the naive block: channel c*10 + j is filter j (f1..f5, -f1..-f5) of
-    input channel c; it loads a naive block's state dict. In eval mode it runs the naive composition
-    (``pointwise`` called on the normalised input), so that forward hooks on ``pointwise`` see its true input,
-    as the alignment needs.
+    - f and -f share one convolution: z = f * x is computed for the 5 filters only, and the negative filters'
+      responses are relu(-z), so the depthwise conv does half the work and its backward too.
+    - The two halves, relu(z) and relu(-z) (5 Cin channels each), go through the native fused BatchNorm and a
+      1x1 conv each; nothing is concatenated into a 10 Cin-channel tensor. Their running statistics are
+      kept in the naive block's channel order (channel c*10 + j is filter j of f1..f5, -f1..-f5 on input c).
+    Measured alternative, not used: folding BatchNorm(affine=False) into the 1x1 conv weights is exact too, but
+    autograd through the batch statistics costs more full-tensor passes than the fused kernel it replaces
+    (``benchmarks/bench_training.py`` compares the forms).
+    In eval mode it runs the naive composition (``pointwise`` called on the normalised 10 Cin-channel input) so
+    that forward hooks on ``pointwise`` see its true input, as the alignment needs.
     """
 
     def __init__(self, cin: int, cout: int, filters: torch.Tensor):
@@ -86,6 +80,9 @@ class FactorizedBlock(nn.Module):
         self.register_buffer("filters", filters.clone().float())  # frozen: a buffer, never a parameter
         self.bn = nn.BatchNorm2d(2 * n * cin, affine=False)
         self.pointwise = nn.Conv2d(2 * n * cin, cout, 1, bias=False)
+        order = torch.arange(2 * n * cin).reshape(cin, 2, n)
+        self.register_buffer("_pos", order[:, 0].reshape(-1), persistent=False)
+        self.register_buffer("_neg", order[:, 1].reshape(-1), persistent=False)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A naive block's depthwise weight is the filter bank repeated per channel.
@@ -107,36 +104,19 @@ class FactorizedBlock(nn.Module):
 
     def forward(self, x):
         z = self.responses(x)
-        if not self.training:
+        if not self.training or not self.bn.track_running_stats:
             return self.pointwise(self.bn(self.expand(z)))
-        p = F.relu(z)
-        N, _, H, W = z.shape
-        var_p, mean_p = torch.var_mean(p, (0, 2, 3), correction=0)
-        var_z, mean_z = torch.var_mean(z, (0, 2, 3), correction=0)
-        mean_n = mean_p - mean_z                                           # relu(-z) = relu(z) - z
-        var_n = (var_z + mean_z ** 2) - (var_p + mean_p ** 2) - mean_n ** 2  # relu(z)^2 + relu(-z)^2 = z^2
-        mean = self._interleave(mean_p, mean_n)                           # (10 Cin,), naive channel order
-        var = self._interleave(var_p, var_n)
-        self._update_running_stats(mean, var, N * H * W)
-        w = self.pointwise.weight[:, :, 0, 0] * torch.rsqrt(var + self.bn.eps)  # BatchNorm folded in
-        wc = w.reshape(self.cout, self.cin, 2, self.n)
-        w_relu = (wc[:, :, 0] + wc[:, :, 1]).reshape(self.cout, -1, 1, 1)
-        w_linear = -torch.einsum("ocj,jab->ocab", wc[:, :, 1], self.filters.to(w.dtype))
-        out = F.conv2d(p, w_relu) + F.conv2d(x, w_linear, padding=self.k // 2)
-        return out - (w @ mean)[None, :, None, None]
-
-    def _interleave(self, pos, neg):
-        return torch.stack([pos.reshape(self.cin, self.n), neg.reshape(self.cin, self.n)], 1).reshape(-1)
-
-    @torch.no_grad()
-    def _update_running_stats(self, mean, var, count):
         bn = self.bn
-        if not bn.track_running_stats:
-            return
+        halves = []
+        for idx, h in ((self._pos, F.relu(z)), (self._neg, F.relu(-z))):
+            mean, var = bn.running_mean[idx].clone(), bn.running_var[idx].clone()
+            halves.append(F.batch_norm(h, mean, var, training=True, momentum=bn.momentum, eps=bn.eps))
+            with torch.no_grad():
+                bn.running_mean[idx], bn.running_var[idx] = mean, var
         bn.num_batches_tracked += 1
-        m = bn.momentum
-        bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-        bn.running_var.mul_(1 - m).add_(var.detach() * count / max(count - 1, 1), alpha=m)
+        w = self.pointwise.weight.reshape(self.cout, self.cin, 2, self.n)
+        return (F.conv2d(halves[0], w[:, :, 0].reshape(self.cout, -1, 1, 1))
+                + F.conv2d(halves[1], w[:, :, 1].reshape(self.cout, -1, 1, 1)))
 
 
 class VGG(nn.Module):

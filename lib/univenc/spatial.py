@@ -14,7 +14,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 __all__ = ["spatial_covariance", "spatial_eigenvectors", "spatial_report", "spatial_similarity",
-           "to_common_grid", "mean_spatial_covariance", "random_init_weights", "conv_weights"]
+           "to_common_grid", "mean_spatial_covariance", "random_init_weights", "conv_weights",
+           "canonical_filters", "save_filters"]
 
 
 def _as_float64(weight) -> np.ndarray:
@@ -151,3 +152,28 @@ def random_init_weights(shape, seed: int) -> torch.Tensor:
     cout, cin, k, _ = shape
     bound = 1.0 / np.sqrt(cin * k * k)
     return (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * bound
+
+
+def canonical_filters(models, n: int = 5, first_layer: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The universal spatial filters f1..fn of one or more trained networks: eigen-images of the mean
+    trace-normalised spatial covariance of their conv layers with index >= ``first_layer`` (0-based: the first
+    layer is left out, it differs). All those layers must share one k. Returns (eigenvalues (k^2,),
+    filters (n, k, k))."""
+    weights = []
+    for model in models:
+        convs = [m.weight for _, m in conv_weights(model) if m.groups == 1 and m.kernel_size[0] > 1]
+        weights += convs[first_layer:]
+    if not weights:
+        raise ValueError("no k x k conv layer past the first: cannot estimate spatial filters")
+    vals, vecs = spatial_eigenvectors(covariance=mean_spatial_covariance(weights))
+    return vals, vecs[:n]
+
+
+def save_filters(path, filters: np.ndarray, eigenvalues: np.ndarray, provenance: str):
+    """Write a filter file (npz: filters (n, k, k), eigenvalues, provenance) atomically."""
+    from .storage import atomic_write
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.savez(fh, filters=filters.astype(np.float32), eigenvalues=eigenvalues, provenance=provenance)
+    return atomic_write(path, write)

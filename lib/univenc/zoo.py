@@ -1,0 +1,257 @@
+"""The network zoo behind Figs. 1-5, the presets that scale it, and ``train_zoo``.
+
+Every network has its own initialisation seed: two networks built with the same seed start from identical
+conv weights, which would inflate every similarity between them. ``PAIRS`` lists the comparisons the figures
+make; ``tests/test_zoo.py`` checks that no pair shares a seed.
+
+Checkpoints: ``<data root>/zoo/<preset>/<name>/final.pt`` (plus ``last.pt``, ``epoch_XXX.pt``, ``log.csv``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .data import Task, data_root, load_task, task_available
+from .models import VGG, canonical_spatial_filters
+from .storage import load_checkpoint
+from .training import TrainConfig, train
+
+__all__ = ["NetSpec", "Preset", "PRESETS", "ZOO", "PAIRS", "get_preset", "build_model", "train_config",
+           "train_zoo", "load_net", "checkpoint_path", "zoo_dir", "available"]
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """One network of the zoo.
+
+    arch : "vgg" (standard, Appendix B.1) or "factorized" (B.2).
+    recipe : "standard"; "random_fig1b" (random labels, no BN, no augmentation, 2x epochs, lr ``fig1b_lr``);
+             "random_fig34" (random labels, BN and augmentation kept, 4x epochs).
+    figures : the figures that use it.
+    """
+    name: str
+    arch: str
+    task: Task
+    init_seed: int
+    kernel_size: int = 3
+    recipe: str = "standard"
+    head: str = "linear"
+    figures: tuple = ()
+
+
+@dataclass
+class Preset:
+    """Scale of a run. Plain data: print it, copy it, edit it (``dataclasses.replace``)."""
+    name: str
+    width: float                  # channel multiplier of VGG-11 (1.0: 64..512 channels)
+    epochs: int                   # epochs of the standard recipe (lr / 10 at 1/3 and 2/3)
+    lr: float                     # standard and random_fig34 recipes
+    fig1b_lr: float               # random-label recipe of Fig. 1b
+    per_class: int | None         # training images per class (None: all)
+    random_per_class: int | None  # same, for the random-label networks
+    batch_size: int = 128
+    max_test_images: int | None = None
+    eval_every: int = 1           # epochs between test-set evaluations (the last epoch is always evaluated)
+    checkpoint_epochs: tuple = ()
+    analysis_images: int = 2000   # probe images for the alignment (CIFAR-10 test set)
+    n_draws: int = 5              # floor/ceiling draws of eq. 6
+    null_seeds: int = 5           # random-init networks for the nulls
+    notes: str = ""
+
+
+PRESETS = {
+    "paper": Preset("paper", width=1.0, epochs=90, lr=0.005, fig1b_lr=0.02, per_class=None,
+                    random_per_class=None, checkpoint_epochs=(1, 5, 10, 30, 60), analysis_images=10000,
+                    notes="The paper's widths, epochs and full datasets (B.3). For a GPU."),
+    "cpu": Preset("cpu", width=0.25, epochs=15, lr=0.02, fig1b_lr=0.02, per_class=1000, random_per_class=500,
+                  checkpoint_epochs=(1, 5), eval_every=5, analysis_images=2000,
+                  notes="Quarter width, 1000 images per class, 15 epochs, lr 0.02 (see README: at this budget "
+                        "lr 0.005 leaves the weights within 0.5x of their init). About an hour on 2 cores."),
+    "smoke": Preset("smoke", width=0.125, epochs=2, lr=0.02, fig1b_lr=0.02, per_class=40, random_per_class=40,
+                    max_test_images=500, checkpoint_epochs=(1,), analysis_images=256, n_draws=2, null_seeds=2,
+                    notes="Everything end to end in a few minutes, for CI. Numbers are not meaningful."),
+}
+
+
+def get_preset(preset) -> Preset:
+    if isinstance(preset, Preset):
+        return preset
+    if preset == "auto":
+        preset = "paper" if torch.cuda.is_available() else "cpu"
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; expected one of {sorted(PRESETS)} or 'auto'")
+    return PRESETS[preset]
+
+
+def _t(name, **kw):
+    return Task(name, **kw)
+
+
+ZOO = [
+    # Fig. 1a, 1c, 2: standard VGG-11 on CIFAR-10, k = 3, 5, 7 (MLP head, as in the paper's Fig. 1a/b).
+    NetSpec("vgg_k3_cifar10", "vgg", _t("cifar10"), 101, 3, head="mlp", figures=("1a", "1c", "2", "5")),
+    NetSpec("vgg_k5_cifar10", "vgg", _t("cifar10"), 102, 5, head="mlp", figures=("1a",)),
+    NetSpec("vgg_k7_cifar10", "vgg", _t("cifar10"), 103, 7, head="mlp", figures=("1a", "5")),
+    NetSpec("vgg_k3_cifar10_bis", "vgg", _t("cifar10"), 104, 3, head="mlp", figures=("2",)),
+    # Fig. 1b: random labels (no BN, no augmentation, 2x epochs).
+    NetSpec("vgg_k3_cifar10_random", "vgg", _t("cifar10", random_labels="a"), 105, 3, "random_fig1b", "mlp",
+            figures=("1b",)),
+    # Fig. 1c: other datasets at 32x32.
+    NetSpec("vgg_k3_cifar5", "vgg", _t("cifar5"), 106, 3, head="mlp", figures=("1c",)),
+    NetSpec("vgg_k3_cifar100", "vgg", _t("cifar100"), 107, 3, head="mlp", figures=("1c",)),
+    NetSpec("vgg_k3_mnist", "vgg", _t("mnist"), 108, 3, head="mlp", figures=("1c",)),
+    NetSpec("vgg_k3_imagenet32", "vgg", _t("imagenet32"), 109, 3, head="mlp", figures=("1c",)),
+    # Figs. 3-4: factorized VGG-11.
+    NetSpec("fac_cifar10", "factorized", _t("cifar10"), 201, figures=("3", "4")),
+    NetSpec("fac_cifar10_bis", "factorized", _t("cifar10"), 202, figures=("3", "4")),
+    NetSpec("fac_cifar10_random_a", "factorized", _t("cifar10", random_labels="a"), 203, recipe="random_fig34",
+            figures=("3", "4")),
+    NetSpec("fac_cifar10_random_b", "factorized", _t("cifar10", random_labels="b"), 204, recipe="random_fig34",
+            figures=("3", "4")),
+    NetSpec("fac_cifar5", "factorized", _t("cifar5"), 205, figures=("3", "4")),
+    NetSpec("fac_cifar10a", "factorized", _t("cifar10a"), 206, figures=("3", "4")),
+    NetSpec("fac_cifar10b", "factorized", _t("cifar10b"), 207, figures=("3", "4")),
+    NetSpec("fac_cifar100", "factorized", _t("cifar100"), 208, figures=("3", "4")),
+    NetSpec("fac_cifar100a", "factorized", _t("cifar100a"), 209, figures=("3", "4")),
+    NetSpec("fac_cifar100b", "factorized", _t("cifar100b"), 210, figures=("3", "4")),
+    NetSpec("fac_mnist", "factorized", _t("mnist"), 211, figures=("3", "4")),
+    NetSpec("fac_imagenet32", "factorized", _t("imagenet32"), 212, figures=("3", "4")),
+    NetSpec("fac_imagenet32_bis", "factorized", _t("imagenet32"), 213, figures=("3", "4")),
+]
+ZOO_BY_NAME = {s.name: s for s in ZOO}
+
+# The comparisons of Figs. 2-4: (network a, network b, group).
+_DATASET_NETS = ["fac_cifar5", "fac_cifar10", "fac_cifar10a", "fac_cifar10b", "fac_cifar100", "fac_cifar100a",
+                 "fac_cifar100b", "fac_imagenet32", "fac_mnist"]
+PAIRS = [
+    ("vgg_k3_cifar10", "vgg_k3_cifar10_bis", "seeds"),
+    ("fac_cifar10", "fac_cifar10_bis", "labels"),
+    ("fac_cifar10", "fac_cifar10_random_a", "labels"),
+    ("fac_cifar10", "fac_cifar10_random_b", "labels"),
+    ("fac_cifar10_random_a", "fac_cifar10_random_b", "labels"),
+    ("fac_imagenet32", "fac_imagenet32_bis", "labels"),
+] + [(a, b, "datasets") for i, a in enumerate(_DATASET_NETS) for b in _DATASET_NETS[i + 1:]]
+
+
+def zoo_dir(preset, root=None) -> Path:
+    return data_root(root) / "zoo" / get_preset(preset).name
+
+
+def checkpoint_path(name: str, preset, root=None) -> Path:
+    return zoo_dir(preset, root) / name / "final.pt"
+
+
+def available(spec: NetSpec, root=None) -> bool:
+    """True when the dataset the network trains on is in the data root."""
+    return task_available(spec.task, root)
+
+
+def build_model(spec: NetSpec, preset, num_classes: int, filters=None) -> VGG:
+    """A freshly initialised network of ``spec`` at the preset's width (seeded by ``spec.init_seed``)."""
+    p = get_preset(preset)
+    torch.manual_seed(spec.init_seed)
+    factorized = spec.arch == "factorized"
+    if factorized and filters is None:
+        filters = canonical_spatial_filters()
+    return VGG(num_classes=num_classes, kernel_size=spec.kernel_size, width=p.width,
+               batchnorm=spec.recipe != "random_fig1b", head=spec.head, factorized=factorized,
+               filters=filters)
+
+
+def train_config(spec: NetSpec, preset) -> TrainConfig:
+    """The B.3 recipe of ``spec`` at the preset's scale."""
+    p = get_preset(preset)
+    mult = {"standard": 1, "random_fig1b": 2, "random_fig34": 4}[spec.recipe]
+    epochs = p.epochs * mult
+    ckpts = tuple(e * mult for e in p.checkpoint_epochs)
+    return TrainConfig(epochs=epochs, lr=p.fig1b_lr if spec.recipe == "random_fig1b" else p.lr,
+                       lr_step=max(1, epochs // 3), batch_size=p.batch_size,
+                       augment=spec.recipe != "random_fig1b", seed=spec.init_seed, checkpoint_epochs=ckpts,
+                       eval_every=p.eval_every)
+
+
+def _task_for(spec: NetSpec, p: Preset) -> Task:
+    per_class = p.random_per_class if spec.task.random_labels is not None else p.per_class
+    return replace(spec.task, per_class=per_class)
+
+
+def load_task_for(spec: NetSpec, preset, root=None):
+    p = get_preset(preset)
+    data = load_task(_task_for(spec, p), root)
+    if p.max_test_images is not None:
+        data.test_images = data.test_images[: p.max_test_images]
+        data.test_labels = data.test_labels[: p.max_test_images]
+    return data
+
+
+def train_zoo(preset="auto", only=None, root=None, progress: bool = True) -> pd.DataFrame:
+    """Train every network of the zoo (or those named in ``only``) that is not trained yet.
+
+    Networks whose checkpoint exists are skipped; networks whose dataset is absent are skipped with a message.
+    An interrupted run resumes each network from its ``last.pt``. Returns one row per network: name, status,
+    seconds, final train and test accuracy."""
+    p = get_preset(preset)
+    specs = ZOO if only is None else [ZOO_BY_NAME[n] for n in only]
+    rows = []
+    for spec in specs:
+        path = checkpoint_path(spec.name, p, root)
+        row = {"name": spec.name, "arch": spec.arch, "task": spec.task.name}
+        if path.exists():
+            log = load_checkpoint(path)["log"][-1]
+            rows.append({**row, "status": "exists", "seconds": 0.0, "train_acc": log["train_acc"],
+                         "test_acc": log["test_acc"]})
+            continue
+        if not available(spec, root):
+            msg = f"skipped: dataset '{spec.task.dataset}' is not in {data_root(root)}"
+            print(f"[univenc] {spec.name}: {msg}")
+            rows.append({**row, "status": msg})
+            continue
+        t0 = time.perf_counter()
+        data = load_task_for(spec, p, root)
+        model = build_model(spec, p, data.num_classes)
+        meta = {"name": spec.name, "spec": asdict(spec), "preset": asdict(p), "num_classes": data.num_classes,
+                "model": model.config}
+        ckpt = train(model, data, train_config(spec, p), path.parent, meta=meta, progress=progress)
+        log = ckpt["log"][-1]
+        rows.append({**row, "status": "trained", "seconds": time.perf_counter() - t0,
+                     "train_acc": log["train_acc"], "test_acc": log["test_acc"]})
+        if progress:
+            print(f"[univenc] {spec.name}: trained in {rows[-1]['seconds']:.0f}s, "
+                  f"train acc {log['train_acc']:.3f}, test acc {log['test_acc']:.3f}")
+    return pd.DataFrame(rows)
+
+
+def load_net(name: str, preset="auto", root=None, checkpoint: str = "final.pt") -> VGG:
+    """A trained network of the zoo, in eval mode."""
+    p = get_preset(preset)
+    path = zoo_dir(p, root) / name / checkpoint
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: train it with univenc.zoo.train_zoo({p.name!r}, "
+                                f"only=[{name!r}]) or `make reproduce PRESET={p.name}`")
+    ckpt = load_checkpoint(path)
+    cfg = dict(ckpt["config"]["model"])
+    filters = ckpt["state_dict"].get("features.0.filters") if cfg.get("factorized") else None
+    model = VGG(**{**cfg, "filters": filters})
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Train the zoo (what is missing).")
+    ap.add_argument("--preset", default="auto")
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--root")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    print(train_zoo(args.preset, args.only, args.root).to_string())
+    print(f"total wall time {time.perf_counter() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
