@@ -1,11 +1,6 @@
-import os
-
 import pytest
-import torch
 
 from univenc.data import data_root, is_available
-
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def needs(dataset):

@@ -1,0 +1,238 @@
+"""What the figures compute, from the trained zoo of a preset; results are cached in
+``<data root>/results/<preset>/`` (recomputed when a checkpoint is newer than its cache entry).
+
+Every statistic comes with its null: spatial scores beside the same score on randomly initialised weights of
+the same shapes, eigenvector similarities beside randomly initialised networks, and S (eq. 6) beside its
+random-rotation floor.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .alignment import analysed_layers
+from .covariance import truncate_layer, weight_spectrum
+from .data import data_root, load_dataset
+from .similarity import compare
+from .spatial import (canonical_filters, conv_weights, random_init_weights, spatial_eigenvectors,
+                      spatial_similarity)
+from .storage import load_checkpoint, save_torch
+from .training import evaluate, tensor_batches
+from .zoo import (PAIRS, ZOO_BY_NAME, build_model, checkpoint_path, get_preset, load_net,
+                  load_task_for)
+
+__all__ = ["trained", "spatial_layers", "spatial_score_table", "first_layer_table", "probe_batches",
+           "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
+           "random_init_net", "results_dir", "null_comparison", "layer_ranks_random"]
+
+
+def results_dir(preset, root=None) -> Path:
+    return data_root(root) / "results" / get_preset(preset).name
+
+
+def trained(names, preset, root=None):
+    """The subset of ``names`` whose final checkpoint exists."""
+    return [n for n in names if checkpoint_path(n, preset, root).exists()]
+
+
+def spatial_layers(model):
+    """Spatial eigenvalues and eigen-images of each k x k conv layer: list of (eigenvalues, (k^2, k, k))."""
+    return [spatial_eigenvectors(m.weight) for _, m in conv_weights(model) if m.kernel_size[0] > 1]
+
+
+def _null_scores(shape_a, shape_b, seeds, n=5, grid="resample"):
+    out = []
+    for s in range(seeds):
+        ea = spatial_eigenvectors(random_init_weights(shape_a, 2 * s))[1]
+        eb = spatial_eigenvectors(random_init_weights(shape_b, 2 * s + 1))[1]
+        out.append(spatial_similarity(ea, eb, n, grid))
+    return np.array(out)
+
+
+def spatial_score_table(names, preset, root=None, n: int = 5, grid: str = "resample") -> pd.DataFrame:
+    """Spatial universality score (:func:`univenc.spatial.spatial_similarity`) between every pair of the
+    networks ``names``, layer by layer, with its null on random-init weights of the same shapes
+    (``preset.null_seeds`` seeds). Columns: net_a, net_b, layer (1-based), score, null_mean, null_std."""
+    p = get_preset(preset)
+    nets = {name: load_net(name, p, root) for name in trained(names, p, root)}
+    eig = {name: spatial_layers(m) for name, m in nets.items()}
+    shapes = {name: [tuple(m.weight.shape) for _, m in conv_weights(net)] for name, net in nets.items()}
+    rows = []
+    for a, b in itertools.combinations(nets, 2):
+        for layer, ((_, ea), (_, eb)) in enumerate(zip(eig[a], eig[b]), start=1):
+            null = _null_scores(shapes[a][layer - 1], shapes[b][layer - 1], p.null_seeds, n, grid)
+            rows.append(dict(net_a=a, net_b=b, layer=layer, score=spatial_similarity(ea, eb, n, grid),
+                             null_mean=null.mean(), null_std=null.std()))
+    return pd.DataFrame(rows)
+
+
+def first_layer_table(names, preset, root=None, n: int = 5) -> pd.DataFrame:
+    """Within each network: score of layer 1 against the deeper layers' common eigenvectors, beside the mean
+    pairwise score among the deeper layers. Columns: net, first_vs_deeper, deeper_vs_deeper, null_mean."""
+    p = get_preset(preset)
+    rows = []
+    for name in trained(names, p, root):
+        net = load_net(name, p, root)
+        layers = spatial_layers(net)
+        _, common = canonical_filters([net], n=n)
+        deeper = [spatial_similarity(layers[i][1], layers[j][1], n)
+                  for i, j in itertools.combinations(range(1, len(layers)), 2)]
+        shape = tuple(conv_weights(net)[0][1].weight.shape)
+        rows.append(dict(net=name, first_vs_deeper=spatial_similarity(layers[0][1], common, n),
+                         deeper_vs_deeper=float(np.mean(deeper)),
+                         null_mean=float(_null_scores(shape, shape, p.null_seeds, n).mean())))
+    return pd.DataFrame(rows)
+
+
+def probe_batches(preset, root=None, batch_size: int = 250):
+    """The alignment's probe images: the first ``preset.analysis_images`` CIFAR-10 test images, as float
+    batches preprocessed as in training (natural images shared by every pair)."""
+    p = get_preset(preset)
+    x, y = load_dataset("cifar10", train=False, root=root)
+    x, y = x[: p.analysis_images], y[: p.analysis_images]
+    return [b for b, _ in tensor_batches(x, y, batch_size, False, None, torch.device("cpu"), shuffle=False)]
+
+
+def random_init_net(name: str, preset, seed: int):
+    """A randomly initialised network with the architecture of zoo entry ``name`` (null model)."""
+    return build_model(dataclasses.replace(ZOO_BY_NAME[name], init_seed=seed), preset, num_classes=10).eval()
+
+
+def _cache_ok(cache: Path, sources) -> bool:
+    return cache.exists() and all(cache.stat().st_mtime >= s.stat().st_mtime for s in sources if s.exists())
+
+
+def compare_pair(a: str, b: str, preset, root=None, batches=None, progress: bool = False) -> dict:
+    """:func:`univenc.similarity.compare` of two zoo networks, cached. Returns {"table": DataFrame,
+    "cosines": {layer: {...}}}."""
+    p = get_preset(preset)
+    cache = results_dir(p, root) / "compare" / f"{a}__{b}.pt"
+    if _cache_ok(cache, [checkpoint_path(a, p, root), checkpoint_path(b, p, root)]):
+        out = load_checkpoint(cache)
+        return {"table": pd.DataFrame(out["table"]), "cosines": out["cosines"]}
+    batches = probe_batches(p, root) if batches is None else batches
+    res = compare(load_net(a, p, root), load_net(b, p, root), batches, n_draws=p.n_draws, progress=progress)
+    table = res.table.assign(net_a=a, net_b=b)
+    save_torch({"table": table.to_dict("list"), "cosines": res.cosines}, cache)
+    return {"table": table, "cosines": res.cosines}
+
+
+def compare_pairs(preset, root=None, groups=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Compare every pair of ``PAIRS`` (optionally only some ``groups``) whose networks are trained.
+    Returns (table with a ``group`` column, {(a, b): cosines}). Pairs whose networks are missing are listed
+    in the table's ``attrs["missing"]``."""
+    p = get_preset(preset)
+    batches = None
+    tables, cosines, missing = [], {}, []
+    for a, b, group in tqdm([x for x in PAIRS if groups is None or x[2] in groups], disable=not progress,
+                            desc="pairs", leave=False):
+        if not (checkpoint_path(a, p, root).exists() and checkpoint_path(b, p, root).exists()):
+            missing.append((a, b, group))
+            continue
+        if batches is None:
+            batches = probe_batches(p, root)
+        out = compare_pair(a, b, p, root, batches)
+        tables.append(out["table"].assign(group=group))
+        cosines[(a, b)] = out["cosines"]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    table.attrs["missing"] = missing
+    return table, cosines
+
+
+def top_similarity(cos: np.ndarray, r: int) -> float:
+    """Mean over the leading ``r`` eigenvectors of network a of their best |cos| among b's leading ``r``
+    (robust to swapped ranks). Chance level for random directions is about sqrt(2 ln r / d)."""
+    r = max(1, min(r, cos.shape[0]))
+    return float(cos[:r, :r].max(axis=1).mean())
+
+
+def null_comparison(name: str, preset, root=None, seeds=(9001, 9002)) -> dict:
+    """:func:`compare` of two randomly initialised networks with the architecture of ``name`` (cached)."""
+    p = get_preset(preset)
+    cache = results_dir(p, root) / "compare" / f"null_{name}.pt"
+    if cache.exists():
+        out = load_checkpoint(cache)
+        return {"table": pd.DataFrame(out["table"]), "cosines": out["cosines"]}
+    a, b = random_init_net(name, p, seeds[0]), random_init_net(name, p, seeds[1])
+    res = compare(a, b, probe_batches(p, root), n_draws=p.n_draws, progress=False)
+    save_torch({"table": res.table.to_dict("list"), "cosines": res.cosines}, cache)
+    return {"table": res.table, "cosines": res.cosines}
+
+
+def layer_ranks(names, preset, root=None) -> pd.DataFrame:
+    """Effective rank (eq. 4) and retained rank of every analysed layer of each network, unaligned.
+    Columns: net, layer, depth, d, Cout, rank, r_eff."""
+    p = get_preset(preset)
+    rows = []
+    for name in trained(names, p, root):
+        net = load_net(name, p, root)
+        for depth, (layer, m) in enumerate(analysed_layers(net), start=1):
+            spec = weight_spectrum(m.weight)
+            rows.append(dict(net=name, layer=layer, depth=depth, d=spec.d, Cout=spec.cout, rank=spec.rank,
+                             r_eff=spec.effective_rank))
+    return pd.DataFrame(rows)
+
+
+def layer_ranks_random(name: str, preset, seeds=(9001, 9002, 9003)) -> float:
+    """Mean effective rank over the layers of randomly initialised networks of ``name``'s architecture."""
+    r = [weight_spectrum(m.weight).effective_rank for s in seeds
+         for _, m in analysed_layers(random_init_net(name, preset, s))]
+    return float(np.mean(r))
+
+
+def _test_batches(name, p, root, n=2000):
+    data = load_task_for(ZOO_BY_NAME[name], p, root)
+    x, y = data.test_images[:n], data.test_labels[:n]
+    return list(tensor_batches(x, y, 500, False, None, torch.device("cpu"), shuffle=False))
+
+
+def rank_curves(name: str, preset, root=None, n_ranks: int = 8) -> pd.DataFrame:
+    """Fig. 2 (bottom right): test accuracy when one layer's weights are replaced by their projection on the
+    top-r eigenvectors of the layer's channel covariance, for a geometric grid of r per layer; plus every
+    layer at once truncated to ceil(r_eff) (row layer="all@r_eff") and, as a null, each layer projected on
+    r random directions. Columns: layer, depth, rank, r_eff, d, accuracy, random_accuracy, full_accuracy."""
+    p = get_preset(preset)
+    cache = results_dir(p, root) / f"rank_curves_{name}.pt"
+    if _cache_ok(cache, [checkpoint_path(name, p, root)]):
+        return pd.DataFrame(load_checkpoint(cache))
+    net = load_net(name, p, root)
+    batches = _test_batches(name, p, root)
+    full = evaluate(net, batches)[1]
+    rng = np.random.default_rng(0)
+    rows, all_ranks = [], {}
+    for depth, (layer, m) in enumerate(analysed_layers(net), start=1):
+        spec = weight_spectrum(m.weight)
+        r_eff = spec.effective_rank
+        all_ranks[layer] = int(np.ceil(r_eff))
+        d = spec.d
+        ranks = sorted(set(np.unique(np.geomspace(1, d, n_ranks).astype(int))) | {max(1, int(np.ceil(r_eff)))})
+        for r in ranks:
+            acc = evaluate(truncate_layer(net, layer, r), batches)[1]
+            # null: the same rank along random directions
+            q = np.linalg.qr(rng.standard_normal((d, r)))[0]
+            rand = _project(net, layer, q)
+            rows.append(dict(layer=layer, depth=depth, rank=r, r_eff=r_eff, d=d, accuracy=acc,
+                             random_accuracy=evaluate(rand, batches)[1], full_accuracy=full))
+    joint = net
+    for layer, r in all_ranks.items():
+        joint = truncate_layer(joint, layer, max(r, 1))
+    rows.append(dict(layer="all@r_eff", depth=0, rank=-1, r_eff=float("nan"), d=0,
+                     accuracy=evaluate(joint, batches)[1], random_accuracy=float("nan"), full_accuracy=full))
+    save_torch(pd.DataFrame(rows).to_dict("list"), cache)
+    return pd.DataFrame(rows)
+
+
+def _project(net, layer, basis):
+    out = copy.deepcopy(net)
+    m = out.get_submodule(layer)
+    w = m.weight.detach().double().reshape(m.weight.shape[0], -1).numpy()
+    with torch.no_grad():
+        m.weight.copy_(torch.as_tensor((w @ basis) @ basis.T, dtype=m.weight.dtype).reshape(m.weight.shape))
+    return out

@@ -1,0 +1,192 @@
+"""Plotting for the paper's figures. Pure plotting: every number comes from ``univenc.experiments``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from torch import nn
+
+from .data import REPO_ROOT
+
+__all__ = ["FIGURES_DIR", "save_figure", "plot_eigen_images", "plot_raw_filters", "plot_cosine_matrices",
+           "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
+           "plot_spatial_grid"]
+
+FIGURES_DIR = REPO_ROOT / "figures"
+
+
+def save_figure(fig, name: str, preset: str, out_dir=None) -> list[Path]:
+    """Label the figure with its preset (bottom-right corner) and save ``name``.png and .pdf in ``out_dir``."""
+    out_dir = Path(out_dir or FIGURES_DIR)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.text(0.995, 0.005, f"univenc preset: {preset}", ha="right", va="bottom", fontsize=7, color="0.4")
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+    return paths
+
+
+def _show_image(ax, img, vmax=None):
+    v = vmax or np.abs(img).max() or 1.0
+    ax.imshow(img, cmap="RdBu_r", vmin=-v, vmax=v)
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def plot_eigen_images(rows: dict, n: int = 6, title: str = "", spectra: dict | None = None):
+    """Rows of eigen-images: ``rows[label] = (m, k, k)`` array; the first ``n`` of each row are shown.
+    ``spectra[label]``, if given, is the row's eigenvalues (their variance fractions are printed)."""
+    labels = list(rows)
+    fig, axes = plt.subplots(len(labels), n, figsize=(1.1 * n + 1.2, 1.1 * len(labels) + 0.5), squeeze=False)
+    for i, label in enumerate(labels):
+        for j in range(n):
+            ax = axes[i, j]
+            if j < len(rows[label]):
+                _show_image(ax, rows[label][j])
+                if spectra is not None and label in spectra:
+                    s = spectra[label]
+                    ax.set_title(f"{s[j] / s.sum():.2f}", fontsize=6, pad=1)
+            else:
+                ax.axis("off")
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_raw_filters(model, n: int = 16, title: str = ""):
+    """Fig. 5: the raw k x k filters of each conv layer, first ``n`` output (rows) x ``n`` input channels."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1]
+    fig, axes = plt.subplots(2, (len(convs) + 1) // 2, figsize=(3.2 * ((len(convs) + 1) // 2), 6.8), squeeze=False)
+    for ax, (i, conv) in zip(axes.flat, enumerate(convs)):
+        w = conv.weight.detach().cpu().numpy()[:n, :n]
+        co, ci, k, _ = w.shape
+        canvas = np.full((co * (k + 1), ci * (k + 1)), np.nan)
+        for o in range(co):
+            for c in range(ci):
+                f = w[o, c]
+                canvas[o * (k + 1):o * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = f / (np.abs(f).max() or 1)
+        ax.imshow(canvas, cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_title(f"layer {i + 1}", fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    for ax in list(axes.flat)[len(convs):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _cosine_panel(ax, cos, d, r_eff_a=None, r_eff_b=None, n=None):
+    """|cos| matrix, white at the chance level 1/sqrt(d) and black at 5/sqrt(d); arrows at r_eff."""
+    n = n or cos.shape[0]
+    ax.imshow(cos[:n, :n], cmap="Greys", vmin=1 / np.sqrt(d), vmax=5 / np.sqrt(d), interpolation="nearest")
+    for r, xy in ((r_eff_b, "x"), (r_eff_a, "y")):
+        if r is not None and 0 < r < n:
+            if xy == "x":
+                ax.annotate("", xy=(r - 0.5, -0.5), xytext=(r - 0.5, -0.13 * n), annotation_clip=False,
+                            arrowprops=dict(arrowstyle="->", color="tab:red", lw=1.2))
+            else:
+                ax.annotate("", xy=(-0.5, r - 0.5), xytext=(-0.13 * n, r - 0.5), annotation_clip=False,
+                            arrowprops=dict(arrowstyle="->", color="tab:red", lw=1.2))
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def plot_cosine_matrices(rows: dict, n: int = 32, title: str = "", col_labels=None):
+    """Grid of eigenvector cosine matrices. ``rows[label]`` is a list (one per column: layer) of dicts with
+    keys ``cos`` (m, m), ``d``, and optionally ``r_eff_a``, ``r_eff_b``; None leaves the panel empty."""
+    labels = list(rows)
+    ncol = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(labels), ncol, figsize=(1.45 * ncol + 1.6, 1.5 * len(labels) + 0.6),
+                             squeeze=False)
+    for i, label in enumerate(labels):
+        for j in range(ncol):
+            ax = axes[i, j]
+            panel = rows[label][j] if j < len(rows[label]) else None
+            if panel is None:
+                ax.axis("off")
+                continue
+            _cosine_panel(ax, panel["cos"], panel["d"], panel.get("r_eff_a"), panel.get("r_eff_b"),
+                          min(n, panel["cos"].shape[0]))
+            if i == 0:
+                ax.set_title(col_labels[j] if col_labels else f"layer {j + 1}", fontsize=8)
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title + "\n(white: 1/sqrt(d), black: 5/sqrt(d); red arrows: effective ranks)", fontsize=9)
+    return fig
+
+
+def plot_rank_curves(df, ax=None):
+    """Accuracy versus rank of a single truncated layer, one curve per layer (dashed: random directions)."""
+    ax = ax or plt.subplots(figsize=(5, 3.6))[1]
+    layers = df[df.depth > 0]
+    colors = plt.cm.viridis(np.linspace(0, 0.9, layers.depth.nunique()))
+    for color, (depth, g) in zip(colors, layers.groupby("depth")):
+        ax.plot(g["rank"], g.accuracy, "-o", ms=3, color=color, label=f"layer {depth}")
+        ax.plot(g["rank"], g.random_accuracy, ":", color=color, lw=1)
+        r = g.r_eff.iloc[0]
+        ax.axvline(max(r, 1), color=color, lw=0.5, alpha=0.5)
+    ax.axhline(df.full_accuracy.iloc[0], color="k", lw=0.8, ls="--", label="full network")
+    ax.set_xscale("log"), ax.set_xlabel("rank r of the truncated layer"), ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=6, ncol=2)
+    return ax
+
+
+def plot_similarity_vs_depth(table, ax=None, title=""):
+    """Fig. 4: S (eq. 6) versus depth, one line per pair, error bars: spread over floor/ceiling draws."""
+    ax = ax or plt.subplots(figsize=(5, 3.6))[1]
+    for (a, b), g in table.groupby(["net_a", "net_b"], sort=False):
+        ax.errorbar(g.depth, g.S, yerr=g.S_spread, marker="o", ms=3, capsize=2, lw=1,
+                    label=f"{a.replace('fac_', '')} / {b.replace('fac_', '')}")
+    ax.axhline(0, color="0.5", lw=0.6), ax.axhline(1, color="0.5", lw=0.6, ls="--")
+    ax.set_xlabel("layer"), ax.set_ylabel("normalised similarity S")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=5.5, ncol=2)
+    return ax
+
+
+def plot_training_curves(logs: dict):
+    """Training loss and train/test accuracy per epoch for each network (``logs[name]`` = DataFrame)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, log in logs.items():
+        axes[0].plot(log.epoch, log.loss, label=name, lw=1)
+        line, = axes[1].plot(log.epoch, log.train_acc, lw=1)
+        test = log.dropna(subset=["test_acc"])
+        axes[1].plot(test.epoch, test.test_acc, "o--", ms=3, lw=0.8, color=line.get_color())
+    axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log")
+    axes[1].set(xlabel="epoch", ylabel="accuracy (line: train, dots: test)")
+    axes[0].legend(fontsize=6, ncol=2)
+    return fig
+
+
+def plot_image_grid(images: dict, n: int = 8):
+    """A few uint8 images (N, 3, H, W) per dataset, one row each."""
+    fig, axes = plt.subplots(len(images), n, figsize=(n * 0.9, len(images) * 1.0), squeeze=False)
+    for i, (name, x) in enumerate(images.items()):
+        for j in range(n):
+            axes[i, j].imshow(x[j].permute(1, 2, 0).numpy())
+            axes[i, j].axis("off")
+        axes[i, 0].set_title(name, fontsize=8, loc="left")
+    return fig
+
+
+def plot_spatial_grid(nets: dict, n: int = 5, title: str = ""):
+    """Fig. 1 layout: one row per layer, one block of ``n`` eigen-images per network; the first layer's row
+    is set apart (it differs). ``nets[label]`` is a list, per layer, of (eigenvalues, eigen-images (m, k, k))
+    as returned by ``univenc.experiments.spatial_layers``. Titles give each eigenvector's variance fraction."""
+    labels = list(nets)
+    n_layers = max(len(v) for v in nets.values())
+    ncol = len(labels) * (n + 1) - 1
+    fig = plt.figure(figsize=(0.62 * ncol + 0.8, 0.72 * n_layers + 1.3))
+    grid = fig.add_gridspec(n_layers + 1, ncol, height_ratios=[1, 0.25] + [1] * (n_layers - 1),
+                            width_ratios=([1] * n + [0.3]) * (len(labels) - 1) + [1] * n, hspace=0.45, wspace=0.1)
+    for b, label in enumerate(labels):
+        for layer, (vals, vecs) in enumerate(nets[label]):
+            row = 0 if layer == 0 else layer + 1
+            for j in range(min(n, len(vecs))):
+                ax = fig.add_subplot(grid[row, b * (n + 1) + j])
+                _show_image(ax, vecs[j])
+                ax.set_title(f"{vals[j] / vals.sum():.2f}", fontsize=5, pad=1)
+                if j == 0 and b == 0:
+                    ax.set_ylabel(f"layer {layer + 1}", fontsize=7)
+            if layer == 0:
+                fig.text((b * (n + 1) + n / 2) / ncol * 0.86 + 0.07, 0.985 - 0.4 / (0.72 * n_layers + 1.3), label,
+                         ha="center", fontsize=8, weight="bold")
+    fig.suptitle(title, fontsize=10, y=1.0 + 0.25 / (0.72 * n_layers + 1.3))
+    return fig

@@ -1,0 +1,82 @@
+"""Run the numbered notebooks headless with papermill: ``python -m univenc.reproduce --preset cpu``.
+
+Executed copies go to ``runs/<preset>/`` (git-ignored). On a failure the runner names the notebook and the
+failing cell, keeps the partial output notebook, and exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .data import REPO_ROOT
+from .zoo import get_preset
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+TRAINING_NOTEBOOKS = ("00_data", "01_train_zoo")
+
+
+def notebooks(analysis_only: bool = False) -> list[Path]:
+    nbs = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    return [nb for nb in nbs if not (analysis_only and nb.stem in TRAINING_NOTEBOOKS)]
+
+
+def _failing_cell(path: Path) -> str:
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+                return f"cell {i} ({first[:80]!r}): {out.get('ename')}: {out.get('evalue')}"
+    return "unknown cell"
+
+
+def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, analysis_only: bool = False,
+        only=None) -> float:
+    """Execute the notebooks in order; returns the total wall time. Raises SystemExit(1) on a failure."""
+    import papermill as pm
+
+    p = get_preset(preset).name
+    out_dir = Path(out_dir or REPO_ROOT / "runs" / p)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {"preset": p}
+    if data_root is not None:
+        params["data_root"] = str(data_root)
+    if figures_dir is not None:
+        params["figures_dir"] = str(figures_dir)
+    total = time.perf_counter()
+    for nb in notebooks(analysis_only):
+        if only and nb.stem not in only:
+            continue
+        out = out_dir / nb.name
+        t0 = time.perf_counter()
+        print(f"[reproduce] {nb.name} (preset {p}) ...", flush=True)
+        try:
+            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+                                kernel_name="python3")
+        except pm.PapermillExecutionError as err:
+            print(f"[reproduce] FAILED in {nb.name}, {_failing_cell(out)}\n"
+                  f"[reproduce] partial output kept at {out}", file=sys.stderr)
+            raise SystemExit(1) from err
+        print(f"[reproduce] {nb.name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+    total = time.perf_counter() - total
+    print(f"[reproduce] all notebooks done in {total:.0f}s; figures in {figures_dir or REPO_ROOT / 'figures'}")
+    return total
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="auto", help="smoke, cpu, paper or auto (paper with a GPU, else cpu)")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--figures-dir", default=None)
+    ap.add_argument("--out-dir", default=None, help="where executed notebooks go (default runs/<preset>)")
+    ap.add_argument("--analysis-only", action="store_true", help="skip data and training notebooks")
+    ap.add_argument("--only", nargs="*", help="notebook stems to run, e.g. 02_spatial_eigenvectors")
+    args = ap.parse_args(argv)
+    run(args.preset, args.data_root, args.figures_dir, args.out_dir, args.analysis_only, args.only)
+
+
+if __name__ == "__main__":
+    main()

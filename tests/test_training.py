@@ -1,0 +1,97 @@
+"""Training: determinism, exact resume, atomic checkpoints, batch augmentation."""
+import pytest
+import torch
+
+from univenc.data import TaskData
+from univenc.models import VGG
+from univenc.storage import load_checkpoint, save_torch
+from univenc.training import TrainConfig, augment_batch, train
+
+
+def tiny_data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 4, (n,), generator=g)
+    return TaskData(x, y, x[:16], y[:16], 4)
+
+
+def tiny_model(factorized=False):
+    torch.manual_seed(7)
+    return VGG(num_classes=4, width=0.0625, factorized=factorized)
+
+
+CFG = TrainConfig(epochs=4, lr=0.05, lr_step=2, batch_size=16, checkpoint_epochs=(1, 3))
+
+
+@pytest.mark.parametrize("factorized", [False, True])
+def test_deterministic_for_a_seed(factorized):
+    a = train(tiny_model(factorized), tiny_data(), CFG, progress=False)
+    b = train(tiny_model(factorized), tiny_data(), CFG, progress=False)
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("factorized", [False, True])
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, factorized):
+    full = train(tiny_model(factorized), tiny_data(), CFG, tmp_path / "full", progress=False)
+    part = train(tiny_model(factorized), tiny_data(), CFG, tmp_path / "part", progress=False, stop_after=2)
+    assert part["epoch"] == 2 and not (tmp_path / "part" / "final.pt").exists()
+    resumed = train(tiny_model(factorized), tiny_data(), CFG, tmp_path / "part", progress=False)
+    for k in full["state_dict"]:
+        torch.testing.assert_close(resumed["state_dict"][k], full["state_dict"][k], rtol=0, atol=0)
+    assert [r["epoch"] for r in resumed["log"]] == [1, 2, 3, 4]
+    files = sorted(p.name for p in (tmp_path / "part").iterdir())
+    assert files == ["epoch_001.pt", "epoch_003.pt", "final.pt", "last.pt", "log.csv"]
+    ckpt = load_checkpoint(tmp_path / "part" / "final.pt")
+    assert {"state_dict", "config", "log", "commit", "optimizer"} <= set(ckpt)
+    assert ckpt["config"]["train"]["epochs"] == 4
+    assert (tmp_path / "part" / "log.csv").read_text().startswith("epoch,lr,loss,train_acc")
+
+
+def test_lr_schedule():
+    cfg = TrainConfig(epochs=90, lr=0.005, lr_step=30)
+    assert [cfg.lr_at(e) for e in (0, 29, 30, 60, 89)] == pytest.approx([0.005, 0.005, 0.0005, 5e-5, 5e-5])
+
+
+def test_corrupt_checkpoint_gets_a_clear_error(tmp_path):
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt.*Delete it"):
+        load_checkpoint(path)
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "x.pt"
+    save_torch({"a": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        save_torch({"a": Unpicklable()}, path)
+    assert load_checkpoint(path) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]  # no temporary file left
+
+
+def test_augmentation_crops_and_flips():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.uint8).reshape(2, 1, 4, 4)
+    seen = set()
+    for seed in range(30):
+        out = augment_batch(x, torch.Generator().manual_seed(seed), pad=1)
+        assert out.shape == x.shape and out.dtype == torch.uint8
+        for i in range(2):
+            # every output is a (possibly flipped) window of the zero-padded image
+            padded = torch.nn.functional.pad(x[i], (1, 1, 1, 1))
+            wins = [padded[:, r:r + 4, c:c + 4] for r in range(3) for c in range(3)]
+            match = [j for j, w in enumerate(wins) if torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1))]
+            assert match
+            seen.add((match[0], torch.equal(out[i], wins[match[0]])))
+    assert len(seen) > 6  # several offsets and both flips occur
+
+
+def test_non_finite_loss_stops_training():
+    m = tiny_model()
+    with torch.no_grad():
+        m.classifier.weight[0, 0] = float("nan")  # as after a divergence
+    with pytest.raises(FloatingPointError, match="lower the lr"):
+        train(m, tiny_data(), TrainConfig(epochs=2, batch_size=16), progress=False)
