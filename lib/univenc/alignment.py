@@ -120,8 +120,8 @@ def accumulate_input_statistics(net_a, net_b, batches, pairs=None, full: bool = 
                 s = stats[i]
                 s.cross += (pb.T @ pa).double().cpu().numpy()
                 s.count += len(pa)
-                s.sq_a += float(pa.double().square().sum())
-                s.sq_b += float(pb.double().square().sum())
+                s.sq_a += float((pa * pa).sum())
+                s.sq_b += float((pb * pb).sum())
                 if full:
                     ca, cb = (pa.T @ pa).double().cpu().numpy(), (pb.T @ pb).double().cpu().numpy()
                     s.cov_a = ca if s.cov_a is None else s.cov_a + ca

@@ -114,7 +114,7 @@ def select_classes(images, labels, classes):
     """Keep the samples of ``classes`` and relabel them 0..len(classes)-1 in the given order."""
     classes = torch.as_tensor(list(classes), dtype=torch.int64)
     keep = torch.isin(labels, classes)
-    remap = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+    remap = torch.full((max(int(labels.max()), int(classes.max())) + 1,), -1, dtype=torch.int64)
     remap[classes] = torch.arange(len(classes))
     return images[keep], remap[labels[keep]]
 
@@ -153,6 +153,7 @@ TASKS = {
     "cifar100b": ("cifar100", "b"),
     "mnist": ("mnist", None),
     "imagenet32": ("imagenet32", None),
+    "imagenet": ("imagenet", None),   # ImageFolder at 224x224, streamed (see image_folder)
 }
 RANDOM_LABEL_SEEDS = {"a": 1001, "b": 2002}
 
@@ -191,6 +192,9 @@ def load_task(task: Task, root=None, download: bool = True) -> TaskData:
     if task.name not in TASKS:
         raise ValueError(f"unknown task {task.name!r}; expected one of {sorted(TASKS)}")
     dataset, classes = TASKS[task.name]
+    if dataset == "imagenet":
+        raise ValueError("ImageNet at 224x224 does not fit in memory: use univenc.data.image_folder and "
+                         "univenc.training.fit (univenc.zoo.train_zoo does this)")
     if dataset == "imagenet32":
         root_ = data_root(root) / "imagenet32"
         xtr, ytr = load_downsampled_imagenet(root_, train=True)
@@ -216,6 +220,8 @@ def task_available(task: Task, root=None) -> bool:
     """True when the files of the task's dataset are in the data root."""
     if task.dataset == "imagenet32":
         return (data_root(root) / "imagenet32" / "val_data").exists()
+    if task.dataset == "imagenet":
+        return (data_root(root) / "imagenet" / "train").is_dir() and (data_root(root) / "imagenet" / "val").is_dir()
     return is_available(task.dataset, root)
 
 

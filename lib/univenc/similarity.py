@@ -46,17 +46,22 @@ def bw_cosine(values_1, vectors_1, values_2, vectors_2) -> float:
 def _psd_root(c: np.ndarray) -> np.ndarray:
     """Symmetric square root of a PSD matrix; eigenvalues below rounding level are set to 0."""
     vals, vecs = np.linalg.eigh((c + c.T) / 2)
-    vals[vals < vals.max() * c.shape[0] * np.finfo(float).eps] = 0.0
+    vals[vals < max(vals.max(), 0) * c.shape[0] * np.finfo(float).eps] = 0.0
     return (vecs * np.sqrt(vals)) @ vecs.T
 
 
-def bw_cosine_dense(c1: np.ndarray, c2: np.ndarray) -> float:
-    """Eq. 5 for dense PSD matrices (d, d): ||C1^1/2 C2^1/2||_* from full eigendecompositions and an SVD,
-    O(d^3). The reference the fast path is checked and benchmarked against."""
+def bw_cosine_dense(c1: np.ndarray, c2: np.ndarray, root1: np.ndarray | None = None) -> float:
+    """Eq. 5 for dense PSD matrices (d, d) with full eigendecompositions, O(d^3): the reference that the fast
+    path is tested and benchmarked against. ||C1^1/2 C2^1/2||_* = sum_i sqrt(mu_i), mu the eigenvalues of
+    C1^1/2 C2 C1^1/2; those below rounding level count as 0 (their square roots would add noise).
+    ``root1``: C1^1/2, if already computed."""
     t = np.trace(c1) * np.trace(c2)
     if t <= 0:
         return 0.0
-    return float(np.linalg.svd(_psd_root(c1) @ _psd_root(c2), compute_uv=False).sum() / np.sqrt(t))
+    root1 = _psd_root(c1) if root1 is None else root1
+    mu = np.linalg.eigvalsh(root1 @ c2 @ root1)
+    mu = mu[mu > max(mu.max(), 0) * len(mu) * np.finfo(float).eps]
+    return float(np.sqrt(mu).sum() / np.sqrt(t))
 
 
 def haar_frame(d: int, r: int, rng: np.random.Generator) -> np.ndarray:
@@ -105,14 +110,16 @@ class NormalisedSimilarity:
 
     @property
     def value(self) -> float:
+        """S; NaN when the ceiling does not exceed the floor (e.g. no eigenvalue of C1 above the noise)."""
         f, c = self.floor.mean(), self.ceiling.mean()
         return float((self.cos - f) / (c - f)) if c > f else float("nan")
 
     @property
     def spread(self) -> float:
         """Standard deviation of S over the (floor, ceiling) draws."""
-        s = (self.cos - self.floor) / (self.ceiling - self.floor)
-        return float(np.std(s)) if len(s) > 1 else 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = (self.cos - self.floor) / (self.ceiling - self.floor)
+        return float(np.std(s)) if len(s) > 1 and np.all(np.isfinite(s)) else float("nan")
 
 
 def normalised_similarity(values_1, vectors_1, values_2, vectors_2, cout: int, n_draws: int = 5,

@@ -107,6 +107,8 @@ ZOO = [
     NetSpec("vgg_k3_cifar100", "vgg", _t("cifar100"), 107, 3, head="mlp", figures=("1c",)),
     NetSpec("vgg_k3_mnist", "vgg", _t("mnist"), 108, 3, head="mlp", figures=("1c",)),
     NetSpec("vgg_k3_imagenet32", "vgg", _t("imagenet32"), 109, 3, head="mlp", figures=("1c",)),
+    # The paper's own Fig. 1a / Fig. 5 setting, for users with ImageNet (<data root>/imagenet/{train,val}).
+    NetSpec("vgg_k7_imagenet", "vgg", _t("imagenet"), 110, 7, head="mlp", figures=("1a", "5")),
     # Figs. 3-4: factorized VGG-11.
     NetSpec("fac_cifar10", "factorized", _t("cifar10"), 201, figures=("3", "4")),
     NetSpec("fac_cifar10_bis", "factorized", _t("cifar10"), 202, figures=("3", "4")),
@@ -213,11 +215,14 @@ def train_zoo(preset="auto", only=None, root=None, progress: bool = True) -> pd.
             rows.append({**row, "status": msg})
             continue
         t0 = time.perf_counter()
-        data = load_task_for(spec, p, root)
-        model = build_model(spec, p, data.num_classes)
-        meta = {"name": spec.name, "spec": asdict(spec), "preset": asdict(p), "num_classes": data.num_classes,
-                "model": model.config}
-        ckpt = train(model, data, train_config(spec, p), path.parent, meta=meta, progress=progress)
+        if spec.task.dataset == "imagenet":
+            ckpt = _train_image_folder(spec, p, path.parent, root, progress)
+        else:
+            data = load_task_for(spec, p, root)
+            model = build_model(spec, p, data.num_classes)
+            meta = {"name": spec.name, "spec": asdict(spec), "preset": asdict(p), "num_classes": data.num_classes,
+                    "model": model.config}
+            ckpt = train(model, data, train_config(spec, p), path.parent, meta=meta, progress=progress)
         log = ckpt["log"][-1]
         rows.append({**row, "status": "trained", "seconds": time.perf_counter() - t0,
                      "train_acc": log["train_acc"], "test_acc": log["test_acc"]})
@@ -225,6 +230,30 @@ def train_zoo(preset="auto", only=None, root=None, progress: bool = True) -> pd.
             print(f"[univenc] {spec.name}: trained in {rows[-1]['seconds']:.0f}s, "
                   f"train acc {log['train_acc']:.3f}, test acc {log['test_acc']:.3f}")
     return pd.DataFrame(rows)
+
+
+def _train_image_folder(spec, p, out_dir, root, progress):
+    """ImageNet at 224x224: streamed from <data root>/imagenet/{train,val} through a DataLoader."""
+    from torch.utils.data import DataLoader
+
+    from .data import image_folder
+    from .training import fit, resolve_device, to_float
+
+    cfg = train_config(spec, p)
+    device = resolve_device(cfg.device)
+    train_set = image_folder(data_root(root) / "imagenet" / "train", train=True)
+    val_set = image_folder(data_root(root) / "imagenet" / "val", train=False)
+    model = build_model(spec, p, len(train_set.classes))
+
+    def batches(dataset, shuffle, generator=None):
+        loader = DataLoader(dataset, cfg.batch_size, shuffle=shuffle, generator=generator, num_workers=8,
+                            pin_memory=device.type == "cuda")
+        return ((to_float(x.to(device)), y.to(device)) for x, y in loader)
+
+    meta = {"name": spec.name, "spec": asdict(spec), "preset": asdict(p), "num_classes": len(train_set.classes),
+            "model": model.config}
+    return fit(model, lambda epoch, gen: batches(train_set, True, gen), lambda: batches(val_set, False), cfg,
+               out_dir, meta=meta, progress=progress)
 
 
 def load_net(name: str, preset="auto", root=None, checkpoint: str = "final.pt") -> VGG:
