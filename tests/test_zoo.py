@@ -50,3 +50,19 @@ def test_absent_datasets_are_skipped_with_a_message(tmp_path, capsys):
 def test_load_net_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="train_zoo"):
         Z.load_net("fac_cifar10", "smoke", root=tmp_path)
+
+
+def test_imagenet_entry_trains_from_an_image_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+    for split in ("train", "val"):
+        for c in ("n01", "n02"):
+            (tmp_path / "imagenet" / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.random.default_rng(i).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(
+                    tmp_path / "imagenet" / split / c / f"{i}.png")
+    preset = dataclasses.replace(Z.PRESETS["smoke"], width=0.0625, epochs=1, checkpoint_epochs=())
+    status = Z.train_zoo(preset, only=["vgg_k7_imagenet"], root=tmp_path, progress=False)
+    assert status.status.tolist() == ["trained"]
+    net = Z.load_net("vgg_k7_imagenet", preset, root=tmp_path)
+    assert net.config["kernel_size"] == 7 and net.config["num_classes"] == 2

@@ -9,6 +9,7 @@ Checkpoints: ``<data root>/zoo/<preset>/<name>/final.pt`` (plus ``last.pt``, ``e
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -246,7 +247,8 @@ def _train_image_folder(spec, p, out_dir, root, progress):
     model = build_model(spec, p, len(train_set.classes))
 
     def batches(dataset, shuffle, generator=None):
-        loader = DataLoader(dataset, cfg.batch_size, shuffle=shuffle, generator=generator, num_workers=8,
+        loader = DataLoader(dataset, cfg.batch_size, shuffle=shuffle, generator=generator,
+                            num_workers=min(8, os.cpu_count() or 1),
                             pin_memory=device.type == "cuda")
         return ((to_float(x.to(device)), y.to(device)) for x, y in loader)
 
