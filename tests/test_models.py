@@ -96,6 +96,17 @@ def test_timm_registry():
     assert f.config["factorized"] and f(torch.randn(1, 3, 32, 32)).shape == (1, 3)
 
 
+def test_kaiming_init_keeps_the_signal_without_batchnorm():
+    x = torch.randn(16, 3, 32, 32)
+    torch.manual_seed(0)
+    default = VGG(width=0.25, batchnorm=False, head="mlp")
+    torch.manual_seed(0)
+    he = VGG(width=0.25, batchnorm=False, head="mlp", init="kaiming_relu")
+    assert default(x).std() < 1e-2 * he(x).std()  # the default init all but zeroes the logits
+    with pytest.raises(ValueError, match="init"):
+        VGG(init="xavier")
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="kernel_size"):
         VGG(kernel_size=4)

@@ -29,6 +29,9 @@ def test_recipes_follow_appendix_b3():
     assert (fig34.epochs, fig34.lr, fig34.augment) == (360, 0.005, True)
     net = Z.build_model(Z.ZOO_BY_NAME["vgg_k3_cifar10_random"], Z.PRESETS["smoke"], 10)
     assert not any("BatchNorm" in type(m).__name__ for m in net.modules())
+    assert net.config["init"] == "kaiming_relu"  # reduced presets: the default init does not train without BN
+    assert Z.build_model(Z.ZOO_BY_NAME["vgg_k3_cifar10_random"], p, 10).config["init"] == "default"
+    assert Z.build_model(Z.ZOO_BY_NAME["fac_cifar10"], Z.PRESETS["smoke"], 10).config["init"] == "default"
 
 
 def test_presets_are_plain_data():

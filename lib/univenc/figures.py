@@ -135,7 +135,11 @@ def plot_similarity_vs_depth(table, ax=None, title=""):
         ax.errorbar(g.depth, g.S, yerr=g.S_spread, marker="o", ms=3, capsize=2, lw=1,
                     label=f"{a.replace('fac_', '')} / {b.replace('fac_', '')}")
     ax.axhline(0, color="0.5", lw=0.6), ax.axhline(1, color="0.5", lw=0.6, ls="--")
-    ax.set_xlabel("layer"), ax.set_ylabel("normalised similarity S")
+    if len(table):
+        depths = range(1, int(table.depth.max()) + 1)
+        ax.set_xticks(list(depths)), ax.set_xlim(0.5, depths[-1] + 0.5)
+    ax.set_xlabel("layer (missing points: no eigenvalue above the noise, S undefined)", fontsize=8)
+    ax.set_ylabel("normalised similarity S")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=5.5, ncol=2)
     return ax

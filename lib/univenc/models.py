@@ -130,14 +130,16 @@ class VGG(nn.Module):
     def __init__(self, num_classes: int = 10, kernel_size: int = 3, width: float = 1.0,
                  batchnorm: bool = True, head: str = "linear", factorized: bool = False,
                  filters: torch.Tensor | None = None, naive: bool = False, mlp_hidden: int | None = None,
-                 in_chans: int = 3, **_timm_kwargs):
+                 in_chans: int = 3, init: str = "default", **_timm_kwargs):
         super().__init__()
         if kernel_size not in (1, 3, 5, 7) or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (3, 5 or 7), got {kernel_size}")
         if head not in ("linear", "mlp"):
             raise ValueError(f"head must be 'linear' or 'mlp', got {head!r}")
+        if init not in ("default", "kaiming_relu"):
+            raise ValueError(f"init must be 'default' (PyTorch's) or 'kaiming_relu', got {init!r}")
         self.config = dict(num_classes=num_classes, kernel_size=kernel_size, width=width, batchnorm=batchnorm,
-                           head=head, factorized=factorized, mlp_hidden=mlp_hidden, in_chans=in_chans)
+                           head=head, factorized=factorized, mlp_hidden=mlp_hidden, in_chans=in_chans, init=init)
         if factorized:
             filters = canonical_spatial_filters() if filters is None else torch.as_tensor(filters).float()
         layers, cin = [], in_chans
@@ -160,6 +162,13 @@ class VGG(nn.Module):
             hidden = mlp_hidden or max(1, int(round(4096 * width)))
             self.classifier = nn.Sequential(nn.Linear(cin, hidden, bias=False), nn.ReLU(inplace=True),
                                             nn.Linear(hidden, num_classes, bias=False))
+        if init == "kaiming_relu":
+            # Without BatchNorm, PyTorch's default init (variance 1/(3 fan_in)) shrinks activations by ~sqrt(6)
+            # per ReLU layer and the gradients vanish; He init keeps their scale. (Covariance normalisation
+            # in univenc.covariance assumes the default init.)
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.requires_grad:
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
