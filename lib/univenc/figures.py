@@ -148,9 +148,10 @@ def plot_similarity_vs_depth(table, ax=None, title=""):
 def plot_training_curves(logs: dict):
     """Training loss and train/test accuracy per epoch for each network (``logs[name]`` = DataFrame)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for name, log in logs.items():
-        axes[0].plot(log.epoch, log.loss, label=name, lw=1)
-        line, = axes[1].plot(log.epoch, log.train_acc, lw=1)
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(logs), 2)))
+    for color, (name, log) in zip(colors, logs.items()):
+        axes[0].plot(log.epoch, log.loss, label=name, lw=1, color=color)
+        line, = axes[1].plot(log.epoch, log.train_acc, lw=1, color=color)
         test = log.dropna(subset=["test_acc"])
         axes[1].plot(test.epoch, test.test_acc, "o--", ms=3, lw=0.8, color=line.get_color())
     axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log")
