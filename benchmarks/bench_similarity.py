@@ -15,8 +15,11 @@ import time
 import numpy as np
 import torch
 
+from univenc import experiments as ex
+from univenc.alignment import accumulate_input_statistics, pair_layers, procrustes
 from univenc.covariance import shrink_eigenvalues, weight_spectrum
-from univenc.similarity import _psd_root, bw_cosine, bw_cosine_dense, haar_frame, normalised_similarity, resample
+from univenc.similarity import _psd_root, bw_cosine_dense, haar_frame, normalised_similarity, resample
+from univenc.zoo import checkpoint_path, load_net
 
 
 def dense_reference(v1, u1, v2, u2, cout, n_draws, seed):
@@ -57,15 +60,11 @@ def main():
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--skip-paper-size", action="store_true")
     args = ap.parse_args()
-    from univenc import experiments as ex
-    from univenc.zoo import checkpoint_path
 
     if all(checkpoint_path(n, args.preset).exists() for n in ("fac_cifar10", "fac_cifar10_bis")):
         res = ex.compare_pair("fac_cifar10", "fac_cifar10_bis", args.preset)
-        from univenc.zoo import load_net
         a, b = load_net("fac_cifar10", args.preset), load_net("fac_cifar10_bis", args.preset)
         layer = res["table"].sort_values("d").iloc[-1]
-        from univenc.alignment import procrustes, accumulate_input_statistics, pair_layers
         pairs = [p for p in pair_layers(a, b) if p[0][0] == layer.layer_a]
         stats = accumulate_input_statistics(a, b, ex.probe_batches(args.preset), pairs, progress=False)
         sa = weight_spectrum(pairs[0][0][1].weight, rotation=procrustes(stats[0].cross))

@@ -1,11 +1,10 @@
 """Notebooks: committed thin and without outputs; the smoke preset runs all of them end to end."""
 import json
-from pathlib import Path
 
 import pytest
 
 from conftest import needs
-from univenc.reproduce import NOTEBOOKS_DIR, notebooks
+from univenc.reproduce import notebooks
 
 EXPECTED_FIGURES = ["data_examples", "training_curves", "fig1a_spatial_eigenvectors", "fig1b_random_labels",
                     "fig1c_datasets", "fig5_raw_filters", "fig2_alignment", "fig2_accuracy_vs_rank",

@@ -5,11 +5,9 @@ networks are missing (absent dataset) is reported as "not tested" with the reaso
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 from scipy.stats import spearmanr
 
 from . import experiments as ex

@@ -9,7 +9,7 @@ from torch import nn
 
 from .data import REPO_ROOT
 
-__all__ = ["FIGURES_DIR", "save_figure", "plot_eigen_images", "plot_raw_filters", "plot_cosine_matrices",
+__all__ = ["FIGURES_DIR", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
            "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
            "plot_spatial_grid"]
 
@@ -31,26 +31,6 @@ def _show_image(ax, img, vmax=None):
     v = vmax or np.abs(img).max() or 1.0
     ax.imshow(img, cmap="RdBu_r", vmin=-v, vmax=v)
     ax.set_xticks([]), ax.set_yticks([])
-
-
-def plot_eigen_images(rows: dict, n: int = 6, title: str = "", spectra: dict | None = None):
-    """Rows of eigen-images: ``rows[label] = (m, k, k)`` array; the first ``n`` of each row are shown.
-    ``spectra[label]``, if given, is the row's eigenvalues (their variance fractions are printed)."""
-    labels = list(rows)
-    fig, axes = plt.subplots(len(labels), n, figsize=(1.1 * n + 1.2, 1.1 * len(labels) + 0.5), squeeze=False)
-    for i, label in enumerate(labels):
-        for j in range(n):
-            ax = axes[i, j]
-            if j < len(rows[label]):
-                _show_image(ax, rows[label][j])
-                if spectra is not None and label in spectra:
-                    s = spectra[label]
-                    ax.set_title(f"{s[j] / s.sum():.2f}", fontsize=6, pad=1)
-            else:
-                ax.axis("off")
-        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    return fig
 
 
 def plot_raw_filters(model, n: int = 16, title: str = ""):

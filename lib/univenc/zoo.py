@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import dataclasses
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
