@@ -1,42 +1,62 @@
 """Training throughput, in one run on real CIFAR-10 batches at the cpu preset's width:
-- factorized VGG-11 with the fast block vs the naive block (Appendix B.2 literally) vs the standard VGG-11;
+- factorized VGG-11 with the fast block (compiled CPU kernels, and its pure-PyTorch path) vs the naive block
+  (Appendix B.2 literally) vs the standard VGG-11, taking turns batch by batch, median step time;
 - the in-memory tensor pipeline vs torchvision's DataLoader + PIL transforms, one epoch on the same model.
 
     python benchmarks/bench_training.py [--width 0.25] [--images 5000]
 """
 import argparse
+import contextlib
+import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
+from univenc import kernels
 from univenc.data import data_root, load_dataset
 from univenc.models import VGG
 from univenc.training import tensor_batches
 
 
-def steps_per_second(model, batches, channels_last):
-    model.train()
+def train_step(model, opt, x, y, channels_last):
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
-    n = 0
-    for i, (x, y) in enumerate(batches):
-        if i == 2:  # warm-up
-            t, n = time.perf_counter(), 0
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        n += len(y)
-    return n / (time.perf_counter() - t)
+        x = x.contiguous(memory_format=torch.channels_last)
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def interleaved_images_per_second(builders, batches, channels_last, rounds=3):
+    """Median images/s of each model, training on the same batches; the models take turns batch by batch
+    so that a slower or busier moment of the machine falls on all of them alike."""
+    models = {}
+    for label, (build, use_kernels) in builders.items():
+        torch.manual_seed(0)
+        m = build().to(memory_format=torch.channels_last) if channels_last else build()
+        models[label] = (m, torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.01, momentum=0.9),
+                         use_kernels)
+    seconds = {label: [] for label in models}
+    for r in range(rounds):
+        for i, (x, y) in enumerate(batches):
+            for label, (m, opt, use_kernels) in models.items():
+                with contextlib.nullcontext() if use_kernels else kernels.disabled():
+                    t = time.perf_counter()
+                    train_step(m, opt, x, y, channels_last)
+                    if r > 0 or i >= 2:  # warm-up
+                        seconds[label].append(time.perf_counter() - t)
+    return {label: len(batches[0][1]) / statistics.median(s) for label, s in seconds.items()}
 
 
 def epoch_seconds(model, batches, channels_last=True):
+    model.train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     t = time.perf_counter()
-    steps_per_second(model, batches, channels_last)
+    for x, y in batches:
+        train_step(model, opt, x, y, channels_last)
     return time.perf_counter() - t
 
 
@@ -51,16 +71,20 @@ def main():
     def batches():
         return list(tensor_batches(x, y, 128, True, torch.Generator().manual_seed(0), torch.device("cpu")))
 
-    print(f"width {args.width}, {args.images} CIFAR-10 images, batch 128, {torch.get_num_threads()} threads")
+    print(f"width {args.width}, {args.images} CIFAR-10 images, batch 128, {torch.get_num_threads()} threads; "
+          f"compiled kernels: {'yes' if kernels.load(torch.float32) else 'no (C compiler missing)'}")
+    builders = {"standard": (lambda: VGG(width=args.width), True),
+                "factorized fast": (lambda: VGG(width=args.width, factorized=True), True),
+                "factorized fast, PyTorch path": (lambda: VGG(width=args.width, factorized=True), False),
+                "factorized naive": (lambda: VGG(width=args.width, factorized=True, naive=True), True)}
     for cl in (True, False):
-        rates = {}
-        for label, kw in (("standard", {}), ("factorized fast", {"factorized": True}),
-                          ("factorized naive", {"factorized": True, "naive": True})):
-            torch.manual_seed(0)
-            rates[label] = steps_per_second(VGG(width=args.width, **kw), batches(), cl)
-        print(f"[{'channels_last' if cl else 'NCHW'}] images/s: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
-              + f" | fast/naive {rates['factorized fast'] / rates['factorized naive']:.2f}x"
-              + f" | standard/fast {rates['standard'] / rates['factorized fast']:.2f}x slower")
+        rates = interleaved_images_per_second(builders, batches(), cl)
+        fast = rates["factorized fast"]
+        print(f"[{'channels_last' if cl else 'NCHW'}] median images/s: "
+              + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+              + f"\n    fast/naive {fast / rates['factorized naive']:.2f}x (PyTorch path "
+              + f"{rates['factorized fast, PyTorch path'] / rates['factorized naive']:.2f}x)"
+              + f" | fast is {rates['standard'] / fast:.2f}x slower than standard")
 
     from torchvision import datasets, transforms
     from torch.utils.data import DataLoader, Subset

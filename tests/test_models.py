@@ -1,9 +1,13 @@
 """Models: architecture of B.1/B.2, the fast factorized block equals the naive one, frozen filters, timm."""
+import contextlib
+import copy
+
 import pytest
 import timm
 import torch
 from torch import nn
 
+from univenc import kernels
 from univenc.models import FactorizedBlock, NaiveFactorizedBlock, VGG, canonical_spatial_filters
 
 
@@ -44,22 +48,41 @@ def test_same_seed_same_conv_init_whatever_the_classifier():
         torch.testing.assert_close(pa, pb)
 
 
-@pytest.mark.parametrize("cin,cout", [(3, 8), (6, 4)])
-def test_fast_factorized_block_equals_naive(cin, cout):
+PATHS = ["compiled", "pytorch"]
+
+
+def kernel_path(path):
+    """Context in which FactorizedBlock takes ``path``; skips where no C compiler builds the kernels."""
+    if path == "pytorch":
+        return kernels.disabled()
+    if kernels.load(torch.float64) is None:
+        pytest.skip("no C compiler here: the compiled kernels cannot be built (the PyTorch path is tested)")
+    return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("cin,cout,filters_k", [(3, 8, 3), (6, 4, 3), (4, 5, 5)])
+def test_fast_factorized_block_equals_naive(cin, cout, filters_k, path):
     torch.manual_seed(0)
-    fast = FactorizedBlock(cin, cout, filters()).double()
-    naive = NaiveFactorizedBlock(cin, cout, filters()).double()
+    bank = filters() if filters_k == 3 else torch.linalg.qr(torch.randn(25, 5))[0].T.reshape(5, 5, 5)
+    fast = FactorizedBlock(cin, cout, bank).double()
+    naive = NaiveFactorizedBlock(cin, cout, bank).double()
     state = {k: v for k, v in fast.state_dict().items() if k != "filters"}
     naive.load_state_dict(state | {"depthwise.weight": naive.depthwise.weight}, strict=True)
-    for step in range(3):  # several steps: running statistics too
-        x = torch.randn(5, cin, 8, 8, dtype=torch.float64, requires_grad=True)
-        yf, yn = fast(x), naive(x)
-        torch.testing.assert_close(yf, yn, rtol=1e-10, atol=1e-10)
-        g = torch.randn_like(yf)
-        gf = torch.autograd.grad(yf, [x, fast.pointwise.weight], g)
-        gn = torch.autograd.grad(yn, [x, naive.pointwise.weight], g)
-        for a, b in zip(gf, gn):
-            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    with kernel_path(path):
+        for step in range(3):  # several steps: running statistics too
+            x = torch.randn(5, cin, 8, 7, dtype=torch.float64)
+            x[:, 0, :, 2:] = 0  # z == 0 there: ReLU's gradient at 0 must be 0 on both halves, as in the naive block
+            if step == 1:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x.requires_grad_()
+            yf, yn = fast(x), naive(x)
+            torch.testing.assert_close(yf, yn, rtol=1e-10, atol=1e-10)
+            g = torch.randn_like(yf)
+            gf = torch.autograd.grad(yf, [x, fast.pointwise.weight], g)
+            gn = torch.autograd.grad(yn, [x, naive.pointwise.weight], g)
+            for a, b in zip(gf, gn):
+                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(fast.bn.running_mean, naive.bn.running_mean)
     torch.testing.assert_close(fast.bn.running_var, naive.bn.running_var)
     assert fast.bn.num_batches_tracked == naive.bn.num_batches_tracked == 3
@@ -67,9 +90,40 @@ def test_fast_factorized_block_equals_naive(cin, cout):
     x = torch.randn(2, cin, 8, 8, dtype=torch.float64)
     torch.testing.assert_close(fast(x), naive(x), rtol=1e-10, atol=1e-10)
     # and the naive block's state dict loads into the fast one
-    other = FactorizedBlock(cin, cout, torch.zeros(5, 3, 3)).double()
+    other = FactorizedBlock(cin, cout, torch.zeros(5, filters_k, filters_k)).double()
     other.load_state_dict(naive.state_dict())
-    torch.testing.assert_close(other.filters.double(), filters().double())
+    torch.testing.assert_close(other.filters.double(), bank.double())
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_fast_factorized_network_float32_error_like_naive(path):
+    """A whole factorized VGG in float32, the training dtype: the fast block's rounding error, measured against
+    the naive network in float64, is of the naive network's own float32 size."""
+    torch.manual_seed(1)
+    nets = {"fast": VGG(width=0.125, factorized=True), "naive": VGG(width=0.125, factorized=True, naive=True)}
+    nets["naive"].load_state_dict(nets["fast"].state_dict(), strict=False)
+    nets["reference"] = copy.deepcopy(nets["naive"]).double()
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(10, (16,))
+    out = {}
+    with kernel_path(path):
+        for name, m in nets.items():
+            loss = nn.functional.cross_entropy(m(x.to(next(m.parameters()).dtype)), y)
+            loss.backward()
+            out[name] = [loss.detach().double()] + [p.grad.double() for p in m.parameters() if p.requires_grad]
+    for fast, naive, ref in zip(out["fast"], out["naive"], out["reference"]):
+        err_fast, err_naive = (fast - ref).abs().max(), (naive - ref).abs().max()
+        assert err_fast <= 10 * err_naive + 1e-6 * ref.abs().max(), (err_fast, err_naive)
+
+
+def test_kernels_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("UNIVENC_NO_KERNELS", "1")
+    kernels.load.cache_clear()
+    try:
+        assert kernels.load(torch.float32) is None and not kernels.available(torch.zeros(1))
+    finally:
+        monkeypatch.delenv("UNIVENC_NO_KERNELS")
+        kernels.load.cache_clear()
+    assert kernels.load(torch.float16) is None  # only float32 and float64 have kernels
 
 
 def test_factorized_filters_are_frozen_by_training():

@@ -11,6 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+from univenc import kernels
 
 __all__ = ["VGG", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11",
            "canonical_spatial_filters", "VGG11_CHANNELS", "CANONICAL_FILTERS_FILE"]
@@ -60,17 +63,20 @@ class NaiveFactorizedBlock(nn.Module):
 
 class FactorizedBlock(nn.Module):
     """Structured form of :class:`NaiveFactorizedBlock`: same outputs, gradients, running statistics and state
-    dict. On a 2-core CPU it trains at 1.00-1.05x the naive block's speed (``benchmarks/bench_training.py``):
-    the cost is memory traffic over the 10 Cin-channel activations, which the steps below do not remove.
+    dict, trained as one autograd node (``_FactorizedTraining``) instead of four passes over 10 Cin channels.
 
-    - f and -f share one convolution: z = f * x is computed for the 5 filters only, and the negative filters'
-      responses are relu(-z), so the depthwise conv does half the work and its backward too.
-    - The two halves, relu(z) and relu(-z) (5 Cin channels each), go through the native fused BatchNorm and a
-      1x1 conv each; nothing is concatenated into a 10 Cin-channel tensor. Their running statistics are
-      kept in the naive block's channel order (channel c*10 + j is filter j of f1..f5, -f1..-f5 on input c).
-    Measured alternative, not used: folding BatchNorm(affine=False) into the 1x1 conv weights is exact too, but
-    autograd through the batch statistics costs more full-tensor passes than the fused kernel it replaces
-    (measured while developing this block: about 0.8x the naive block's speed at width 1/4).
+    - f and -f share one convolution: with z = f * x (the 5 filters only), the naive block's ReLU outputs are
+      h = [relu(z), relu(-z)], computed in one pass with their BatchNorm batch statistics.
+    - Training-mode BatchNorm(affine=False) is folded into the 1x1 conv: with batch means m and inverse
+      deviations s, the output is W' h - W' m with W' = W diag(s), one conv with a bias.
+    - The backward pass writes BatchNorm's gradient in closed form, dL/dh = s (du - mean(du) - u mean(du u))
+      with u = (h - m) s, where mean(du u) = s (W . dL/dW) / M comes from the weight gradient: the 10 Cin
+      channels are touched by the two GEMMs and by one elementwise pass fused with the transposed
+      depthwise conv.
+    On CPU the depthwise, ReLU, statistics and gradient passes run in small compiled kernels
+    (:mod:`univenc.kernels`, built on first use); elsewhere, or without a C compiler, in PyTorch.
+    ``benchmarks/bench_training.py`` measures it against the naive and the standard block.
+
     In eval mode it runs the naive composition (``pointwise`` called on the normalised 10 Cin-channel input) so
     that forward hooks on ``pointwise`` see its true input, as the alignment needs.
     """
@@ -82,9 +88,6 @@ class FactorizedBlock(nn.Module):
         self.register_buffer("filters", filters.clone().float())  # frozen: a buffer, never a parameter
         self.bn = nn.BatchNorm2d(2 * n * cin, affine=False)
         self.pointwise = nn.Conv2d(2 * n * cin, cout, 1, bias=False)
-        order = torch.arange(2 * n * cin).reshape(cin, 2, n)
-        self.register_buffer("_pos", order[:, 0].reshape(-1), persistent=False)
-        self.register_buffer("_neg", order[:, 1].reshape(-1), persistent=False)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A naive block's depthwise weight is the filter bank repeated per channel.
@@ -105,20 +108,107 @@ class FactorizedBlock(nn.Module):
         return torch.cat([F.relu(zc), F.relu(-zc)], dim=2).reshape(N, 2 * self.n * self.cin, H, W)
 
     def forward(self, x):
-        z = self.responses(x)
-        if not self.training or not self.bn.track_running_stats:
-            return self.pointwise(self.bn(self.expand(z)))
         bn = self.bn
-        halves = []
-        for idx, h in ((self._pos, F.relu(z)), (self._neg, F.relu(-z))):
-            mean, var = bn.running_mean[idx].clone(), bn.running_var[idx].clone()
-            halves.append(F.batch_norm(h, mean, var, training=True, momentum=bn.momentum, eps=bn.eps))
-            with torch.no_grad():
-                bn.running_mean[idx], bn.running_var[idx] = mean, var
+        if not self.training or not bn.track_running_stats or bn.momentum is None:
+            return self.pointwise(bn(self.expand(self.responses(x))))
         bn.num_batches_tracked += 1
-        w = self.pointwise.weight.reshape(self.cout, self.cin, 2, self.n)
-        return (F.conv2d(halves[0], w[:, :, 0].reshape(self.cout, -1, 1, 1))
-                + F.conv2d(halves[1], w[:, :, 1].reshape(self.cout, -1, 1, 1)))
+        return _FactorizedTraining.apply(x, self.pointwise.weight, self.filters.to(x.dtype), bn.running_mean,
+                                         bn.running_var, bn.momentum, bn.eps)
+
+
+def _relu_responses(x, filters):
+    """Pure-PyTorch twin of ``kernels.factorized_forward``: h = [relu(z), relu(-z)], channel j*Cin + c of each
+    half, channels-last. One depthwise conv per filter: PyTorch's kernel with channel multiplier 1 is several
+    times faster than one conv with multiplier 5."""
+    n, k, _ = filters.shape
+    N, cin, H, W = x.shape
+    C = n * cin
+    x = x.contiguous(memory_format=torch.channels_last)
+    h = torch.empty(N, 2 * C, H, W, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    for j in range(n):
+        z = F.conv2d(x, filters[j].expand(cin, 1, k, k), padding=k // 2, groups=cin)
+        torch.clamp_min(z, 0, out=h[:, j * cin: (j + 1) * cin])
+        torch.neg(z, out=h[:, C + j * cin: C + (j + 1) * cin]).clamp_min_(0)
+    return h
+
+
+def _relu_responses_backward(G, h, alpha, beta, filters, cin):
+    """Pure-PyTorch twin of ``kernels.factorized_backward``."""
+    n, k, _ = filters.shape
+    C = h.shape[1] // 2
+    G = G.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    G.add_(alpha).addcmul_(h.permute(0, 2, 3, 1), beta)  # dL/dh
+    D = torch.ops.aten.threshold_backward(G, h.permute(0, 2, 3, 1), 0)  # ReLU's gradient on both halves
+    dx = None
+    for j in range(n):
+        dz = D[..., j * cin: (j + 1) * cin] - D[..., C + j * cin: C + (j + 1) * cin]
+        dxj = F.conv2d(dz.permute(0, 3, 1, 2), filters[j].flip(-1, -2).expand(cin, 1, k, k), padding=k // 2,
+                       groups=cin)
+        dx = dxj if dx is None else dx.add_(dxj)
+    return dx
+
+
+class _FactorizedTraining(torch.autograd.Function):
+    """Training-mode forward and backward of :class:`FactorizedBlock` (the derivation is in its docstring).
+
+    Channel layouts: the naive block's channel c*2n + s*n + j (s = 0 for +f_j, 1 for -f_j on input c) is
+    channel s*C + j*Cin + c of h here, C = n Cin. h is never normalised: the normalisation lives in W'."""
+
+    @staticmethod
+    def forward(ctx, x, weight, filters, running_mean, running_var, momentum, eps):
+        n, k, _ = filters.shape
+        N, cin, H, W = x.shape
+        C, M, cout = n * cin, N * H * W, weight.shape[0]
+        ctx.use_kernel = kernels.available(x)
+        if ctx.use_kernel:
+            h, sums = kernels.factorized_forward(x, filters)
+            mean = sums[0] / M  # float64 sums of h and h^2
+            var = (sums[1] / M - mean ** 2).clamp_min(0)
+            mean, var = mean.to(x.dtype), var.to(x.dtype)
+        else:
+            h = _relu_responses(x, filters)
+            # two-pass statistics: with batch_norm_update_stats' float32 statistics the gradients drift ~1e-2 from
+            # the naive block's (tests/test_models.py); var_mean is slower on CPU, where the kernels run instead
+            var, mean = torch.var_mean(h, (0, 2, 3), correction=0)
+        inv = torch.rsqrt(var + eps)
+        # W' = W diag(s), with h's channel order
+        w = weight.view(cout, cin, 2, n).permute(0, 2, 3, 1).reshape(cout, 2 * C) * inv
+        y = F.conv2d(h, w[:, :, None, None], -(w @ mean))
+        with torch.no_grad():  # BatchNorm's running statistics (unbiased variance), in the naive channel order
+            unbiased = M / max(M - 1, 1)
+            naive_order = (lambda t: t.view(2, n, cin).permute(2, 0, 1).reshape(-1))
+            running_mean.mul_(1 - momentum).add_(naive_order(mean), alpha=momentum)
+            running_var.mul_(1 - momentum).add_(naive_order(var), alpha=momentum * unbiased)
+        ctx.save_for_backward(filters, h, w, mean, inv)
+        ctx.cin = cin
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        filters, h, w, mean, inv = ctx.saved_tensors
+        cin, (n, k, _) = ctx.cin, filters.shape
+        N, C2, H, Wd = h.shape
+        M, cout = N * H * Wd, w.shape[0]
+        need_x = ctx.needs_input_grad[0]
+        dy = dy.contiguous(memory_format=torch.channels_last)
+        # G = dy W' (= s du) and dy^T h, in one call
+        G, dyh, _ = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None], None, [1, 1], [0, 0], [1, 1],
+                                                        False, [0, 0], 1, [need_x, True, False])
+        g = dy.sum((0, 2, 3))
+        dw = (dyh.view(cout, C2) - torch.outer(g, mean)) * inv  # dL/dW = dy^T u
+        dweight = dw.view(cout, 2, n, cin).permute(0, 3, 1, 2).reshape(cout, C2, 1, 1)
+        dx = None
+        if need_x:
+            # dL/dh = s du - s mean(du) - s u mean(du u) = G + alpha + beta h, with s mean(du) = (g W')/M and
+            # s mean(du u) = s (W' . dL/dW)/M
+            a, b = g @ w / M, (w * dw).sum(0) / M
+            alpha, beta = mean * b * inv - a, -b * inv
+            if ctx.use_kernel:
+                dx = kernels.factorized_backward(G, h, alpha, beta, filters, cin)
+            else:
+                dx = _relu_responses_backward(G, h, alpha, beta, filters, cin)
+        return dx, dweight, None, None, None, None, None
 
 
 class VGG(nn.Module):

@@ -1,0 +1,127 @@
+"""Optional compiled CPU kernels for the factorized block (``resources/factorized_block.c``).
+
+They are built on first use with the machine's C compiler (``$CC``, else ``cc``/``gcc``; well under a second)
+into ``~/.cache/univenc/kernels`` (``$UNIVENC_CACHE`` overrides), and loaded with ctypes. Without a compiler,
+or with ``UNIVENC_NO_KERNELS=1``, :func:`load` returns None (and within :func:`disabled`) and :class:`univenc.models.FactorizedBlock` uses
+its pure-PyTorch path, which computes the same function (tests compare both with the naive block).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).resolve().parent / "resources" / "factorized_block.c"
+_TYPES = {torch.float32: "float", torch.float64: "double"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("UNIVENC_CACHE", Path.home() / ".cache" / "univenc")) / "kernels"
+
+
+def _compile(real: str) -> Path | None:
+    cc = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
+    if cc is None:
+        return None
+    src = SOURCE.read_bytes()
+    # -march=native: the library is built for the machine it runs on, so the key names the machine too.
+    key = hashlib.sha1(src + f"{real} {cc} {platform.machine()} {platform.node()}".encode()).hexdigest()[:16]
+    out = cache_dir() / f"factorized_block_{real}_{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base = [cc, "-O3", "-shared", "-fPIC", "-std=c99", f"-DREAL={real}", str(SOURCE)]
+    for extra in (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], []):  # best first
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        os.close(fd)
+        done = subprocess.run(base + extra + ["-o", tmp], capture_output=True).returncode == 0
+        if done:
+            os.replace(tmp, out)  # atomic: a concurrent process sees the whole library or none
+            return out
+        os.unlink(tmp)
+    return None
+
+
+@lru_cache(maxsize=None)
+def load(dtype: torch.dtype = torch.float32):
+    """The compiled library for ``dtype`` (float32 or float64), or None where it cannot be built."""
+    if os.environ.get("UNIVENC_NO_KERNELS") or dtype not in _TYPES:
+        return None
+    real = _TYPES[dtype]
+    try:
+        path = _compile(real)
+        lib = ctypes.CDLL(str(path)) if path else None
+    except OSError as e:  # unwritable cache, a library that does not load, ...
+        warnings.warn(f"univenc: compiled kernels unavailable ({e}); using the pure-PyTorch factorized block")
+        return None
+    if lib is None:
+        return None
+    p, i, n = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+    fwd, bwd = getattr(lib, f"factorized_forward_{real}"), getattr(lib, f"factorized_backward_{real}")
+    fwd.argtypes, fwd.restype = [p, p, p, p] + [i] * 6 + [n], ctypes.c_int
+    bwd.argtypes, bwd.restype = [p] * 6 + [i] * 6 + [n], ctypes.c_int
+    return lib, fwd, bwd
+
+
+_disabled = False
+
+
+@contextmanager
+def disabled():
+    """Within this block the factorized block runs its pure-PyTorch path (for comparisons and tests)."""
+    global _disabled
+    before, _disabled = _disabled, True
+    try:
+        yield
+    finally:
+        _disabled = before
+
+
+def available(t: torch.Tensor) -> bool:
+    """Whether the compiled kernels can run on ``t``: a float32/float64 CPU tensor, and a C compiler here."""
+    return not _disabled and t.device.type == "cpu" and load(t.dtype) is not None
+
+
+def _ptr(t: torch.Tensor):
+    return ctypes.c_void_p(t.data_ptr())
+
+
+def factorized_forward(x: torch.Tensor, filters: torch.Tensor):
+    """x (N, Cin, H, W) -> h (N, 2C, H, W) channels-last = [relu(z), relu(-z)] with z = f_j * x_c in channel
+    j*Cin + c of each half, C = n Cin; and the float64 sums over pixels of h and of h^2, (2, 2C)."""
+    _, fwd, _ = load(x.dtype)
+    N, cin, H, W = x.shape
+    n, k, _ = filters.shape
+    C = n * cin
+    x = x.contiguous(memory_format=torch.channels_last)
+    f = filters.to(x.dtype).contiguous()
+    h = torch.empty(N, 2 * C, H, W, dtype=x.dtype, memory_format=torch.channels_last)
+    sums = torch.zeros(2, 2 * C, dtype=torch.float64)
+    if fwd(_ptr(x), _ptr(f), _ptr(h), _ptr(sums), N, H, W, cin, n, k, torch.get_num_threads()):
+        raise MemoryError("univenc factorized kernel: out of memory for its per-thread buffers")
+    return h, sums
+
+
+def factorized_backward(G: torch.Tensor, h: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                        filters: torch.Tensor, cin: int) -> torch.Tensor:
+    """dx (N, Cin, H, W) channels-last from G (N, 2C, H, W), h, and alpha, beta (2C,) such that
+    dL/dh = G + alpha + beta h (BatchNorm's gradient). G is overwritten."""
+    _, _, bwd = load(h.dtype)
+    N, _, H, W = h.shape
+    n, k, _ = filters.shape
+    G = G.contiguous(memory_format=torch.channels_last)
+    dx = torch.empty(N, cin, H, W, dtype=h.dtype, memory_format=torch.channels_last)
+    a, b, f = (t.to(h.dtype).contiguous() for t in (alpha, beta, filters))
+    if bwd(_ptr(G), _ptr(h), _ptr(a), _ptr(b), _ptr(f), _ptr(dx), N, H, W, cin, n, k, torch.get_num_threads()):
+        raise MemoryError("univenc factorized kernel: out of memory for its per-thread buffers")
+    return dx
