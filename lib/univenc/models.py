@@ -187,7 +187,7 @@ class _FactorizedTraining(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy):
         filters, h, w, mean, inv = ctx.saved_tensors
-        cin, (n, k, _) = ctx.cin, filters.shape
+        cin, n = ctx.cin, filters.shape[0]
         N, C2, H, Wd = h.shape
         M, cout = N * H * Wd, w.shape[0]
         need_x = ctx.needs_input_grad[0]
