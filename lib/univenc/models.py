@@ -70,7 +70,7 @@ class FactorizedBlock(nn.Module):
     - Training-mode BatchNorm(affine=False) is folded into the 1x1 conv: with batch means m and inverse
       deviations s, the output is W' h - W' m with W' = W diag(s), one conv with a bias.
     - The backward pass writes BatchNorm's gradient in closed form, dL/dh = s (du - mean(du) - u mean(du u))
-      with u = (h - m) s, where mean(du u) = s (W . dL/dW) / M comes from the weight gradient: the 10 Cin
+      with u = (h - m) s, where mean(du u) = (W . dL/dW) / M comes from the weight gradient: the 10 Cin
       channels are touched by the two GEMMs and by one elementwise pass fused with the transposed
       depthwise conv.
     On CPU the depthwise, ReLU, statistics and gradient passes run in small compiled kernels
@@ -201,7 +201,7 @@ class _FactorizedTraining(torch.autograd.Function):
         dx = None
         if need_x:
             # dL/dh = s du - s mean(du) - s u mean(du u) = G + alpha + beta h, with s mean(du) = (g W')/M and
-            # s mean(du u) = s (W' . dL/dW)/M
+            # s mean(du u) = (W' . dL/dW)/M
             a, b = g @ w / M, (w * dw).sum(0) / M
             alpha, beta = mean * b * inv - a, -b * inv
             if ctx.use_kernel:
