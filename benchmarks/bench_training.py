@@ -72,7 +72,7 @@ def main():
         return list(tensor_batches(x, y, 128, True, torch.Generator().manual_seed(0), torch.device("cpu")))
 
     print(f"width {args.width}, {args.images} CIFAR-10 images, batch 128, {torch.get_num_threads()} threads; "
-          f"compiled kernels: {'yes' if kernels.load(torch.float32) else 'no (C compiler missing)'}")
+          f"compiled kernels: {'yes' if kernels.load(torch.float32) else 'no (no C compiler, or UNIVENC_NO_KERNELS set)'}")
     builders = {"standard": (lambda: VGG(width=args.width), True),
                 "factorized fast": (lambda: VGG(width=args.width, factorized=True), True),
                 "factorized fast, PyTorch path": (lambda: VGG(width=args.width, factorized=True), False),

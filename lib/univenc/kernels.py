@@ -2,8 +2,9 @@
 
 They are built on first use with the machine's C compiler (``$CC``, else ``cc``/``gcc``; well under a second)
 into ``~/.cache/univenc/kernels`` (``$UNIVENC_CACHE`` overrides), and loaded with ctypes. Without a compiler,
-or with ``UNIVENC_NO_KERNELS=1``, :func:`load` returns None (and within :func:`disabled`) and :class:`univenc.models.FactorizedBlock` uses
-its pure-PyTorch path, which computes the same function (tests compare both with the naive block).
+with ``UNIVENC_NO_KERNELS=1`` (then :func:`load` returns None) or within :func:`disabled`,
+:class:`univenc.models.FactorizedBlock` uses its pure-PyTorch path, which computes the same function (tests
+compare both with the naive block).
 """
 from __future__ import annotations
 

@@ -116,6 +116,12 @@ class FactorizedBlock(nn.Module):
                                          bn.running_var, bn.momentum, bn.eps)
 
 
+def _naive_order(t, n, cin):
+    """Along the last dim: h's channel order (s, j, c) -> the naive block's (c, s, j), i.e. s*C + j*Cin + c ->
+    c*2n + s*n + j, s = 0 for +f_j and 1 for -f_j on input channel c."""
+    return t.unflatten(-1, (2, n, cin)).movedim(-1, -3).flatten(-3)
+
+
 def _relu_responses(x, filters):
     """Pure-PyTorch twin of ``kernels.factorized_forward``: h = [relu(z), relu(-z)], channel j*Cin + c of each
     half, channels-last. One depthwise conv per filter: PyTorch's kernel with channel multiplier 1 is several
@@ -151,14 +157,14 @@ def _relu_responses_backward(G, h, alpha, beta, filters, cin):
 class _FactorizedTraining(torch.autograd.Function):
     """Training-mode forward and backward of :class:`FactorizedBlock` (the derivation is in its docstring).
 
-    Channel layouts: the naive block's channel c*2n + s*n + j (s = 0 for +f_j, 1 for -f_j on input c) is
-    channel s*C + j*Cin + c of h here, C = n Cin. h is never normalised: the normalisation lives in W'."""
+    h's channels are ordered (s, j, c), see :func:`_naive_order`. h is never normalised: the normalisation
+    lives in W'."""
 
     @staticmethod
     def forward(ctx, x, weight, filters, running_mean, running_var, momentum, eps):
-        n, k, _ = filters.shape
+        n = filters.shape[0]
         N, cin, H, W = x.shape
-        C, M, cout = n * cin, N * H * W, weight.shape[0]
+        M, cout = N * H * W, weight.shape[0]
         ctx.use_kernel = kernels.available(x)
         if ctx.use_kernel:
             h, sums = kernels.factorized_forward(x, filters)
@@ -172,13 +178,12 @@ class _FactorizedTraining(torch.autograd.Function):
             var, mean = torch.var_mean(h, (0, 2, 3), correction=0)
         inv = torch.rsqrt(var + eps)
         # W' = W diag(s), with h's channel order
-        w = weight.view(cout, cin, 2, n).permute(0, 2, 3, 1).reshape(cout, 2 * C) * inv
+        w = weight.view(cout, cin, 2, n).permute(0, 2, 3, 1).flatten(1) * inv  # inverse of _naive_order
         y = F.conv2d(h, w[:, :, None, None], -(w @ mean))
         with torch.no_grad():  # BatchNorm's running statistics (unbiased variance), in the naive channel order
             unbiased = M / max(M - 1, 1)
-            naive_order = (lambda t: t.view(2, n, cin).permute(2, 0, 1).reshape(-1))
-            running_mean.mul_(1 - momentum).add_(naive_order(mean), alpha=momentum)
-            running_var.mul_(1 - momentum).add_(naive_order(var), alpha=momentum * unbiased)
+            running_mean.mul_(1 - momentum).add_(_naive_order(mean, n, cin), alpha=momentum)
+            running_var.mul_(1 - momentum).add_(_naive_order(var, n, cin), alpha=momentum * unbiased)
         ctx.save_for_backward(filters, h, w, mean, inv)
         ctx.cin = cin
         return y
@@ -197,7 +202,7 @@ class _FactorizedTraining(torch.autograd.Function):
                                                         False, [0, 0], 1, [need_x, True, False])
         g = dy.sum((0, 2, 3))
         dw = (dyh.view(cout, C2) - torch.outer(g, mean)) * inv  # dL/dW = dy^T u
-        dweight = dw.view(cout, 2, n, cin).permute(0, 3, 1, 2).reshape(cout, C2, 1, 1)
+        dweight = _naive_order(dw, n, cin)[:, :, None, None]
         dx = None
         if need_x:
             # dL/dh = s du - s mean(du) - s u mean(du u) = G + alpha + beta h, with s mean(du) = (g W')/M and
