@@ -60,15 +60,22 @@ def kernel_path(path):
     return contextlib.nullcontext()
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("cin,cout,filters_k", [(3, 8, 3), (6, 4, 3), (4, 5, 5)])
-def test_fast_factorized_block_equals_naive(cin, cout, filters_k, path):
-    torch.manual_seed(0)
+def fast_and_naive_blocks(cin, cout, filters_k):
     bank = filters() if filters_k == 3 else torch.linalg.qr(torch.randn(25, 5))[0].T.reshape(5, 5, 5)
     fast = FactorizedBlock(cin, cout, bank).double()
     naive = NaiveFactorizedBlock(cin, cout, bank).double()
     state = {k: v for k, v in fast.state_dict().items() if k != "filters"}
     naive.load_state_dict(state | {"depthwise.weight": naive.depthwise.weight}, strict=True)
+    return bank, fast, naive
+
+
+@pytest.mark.parametrize("path", PATHS)
+# cin < 8 and >= 8: the forward kernel's row-wise and pixel-wise loops
+@pytest.mark.parametrize("cin,cout,filters_k", [(3, 8, 3), (6, 4, 3), (4, 5, 5), (12, 6, 3), (9, 4, 5)])
+def test_fast_factorized_block_equals_naive(cin, cout, filters_k, path, monkeypatch):
+    torch.manual_seed(0)
+    bank, fast, naive = fast_and_naive_blocks(cin, cout, filters_k)
+    monkeypatch.setattr(kernels, "G_CHUNK", 1)  # the backward kernel's G one image at a time (5 chunks)
     with kernel_path(path):
         for step in range(3):  # several steps: running statistics too
             x = torch.randn(5, cin, 8, 7, dtype=torch.float64)
@@ -93,6 +100,34 @@ def test_fast_factorized_block_equals_naive(cin, cout, filters_k, path):
     other = FactorizedBlock(cin, cout, torch.zeros(5, filters_k, filters_k)).double()
     other.load_state_dict(naive.state_dict())
     torch.testing.assert_close(other.filters.double(), bank.double())
+
+
+def test_h_buffers_are_reused_only_once_their_graph_is_freed():
+    """The compiled path writes h into buffers it reuses: two graphs alive at once (several forward passes
+    before a backward, ``retain_graph``) must each keep their own."""
+    torch.manual_seed(0)
+    _, fast, naive = fast_and_naive_blocks(6, 4, 3)
+    with kernel_path("compiled"):
+        x1, x2 = (torch.randn(4, 6, 8, 8, dtype=torch.float64, requires_grad=True) for _ in range(2))
+
+        def check(yf, yn, x):
+            gf = torch.autograd.grad(yf.square().sum(), [x, fast.pointwise.weight], retain_graph=True)
+            gn = torch.autograd.grad(yn.square().sum(), [x, naive.pointwise.weight], retain_graph=True)
+            for a, b in zip(gf, gn):
+                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+        yf1, yn1 = fast(x1), naive(x1)
+        check(yf1, yn1, x1)
+        yf2, yn2 = fast(x2), naive(x2)  # must not take yf1's h, whose graph is retained
+        check(yf2, yn2, x2)
+        check(yf1, yn1, x1)
+        assert fast._h_pool.free == []  # both h still belong to live graphs
+        del yf1, yf2
+        assert len(fast._h_pool.free) == 2
+        kept = {t.data_ptr() for t in fast._h_pool.free}
+        fast(x1).sum().backward()
+        assert {t.data_ptr() for t in fast._h_pool.free} == kept  # reused, then given back
+    assert copy.deepcopy(fast)._h_pool.free == []
 
 
 @pytest.mark.parametrize("path", PATHS)

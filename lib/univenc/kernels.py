@@ -34,14 +34,13 @@ def _compile(real: str) -> Path | None:
     cc = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
     if cc is None:
         return None
-    src = SOURCE.read_bytes()
+    base = [cc, "-O3", "-shared", "-fPIC", "-std=c99", f"-DREAL={real}", str(SOURCE)]
     # -march=native: the library is built for the machine it runs on, so the key names the machine too.
-    key = hashlib.sha1(src + f"{real} {cc} {platform.machine()} {platform.node()}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(SOURCE.read_bytes() + f"{base} {platform.machine()} {platform.node()}".encode()).hexdigest()[:16]
     out = cache_dir() / f"factorized_block_{real}_{key}.so"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    base = [cc, "-O3", "-shared", "-fPIC", "-std=c99", f"-DREAL={real}", str(SOURCE)]
     for extra in (["-march=native", "-fopenmp"], ["-fopenmp"], ["-march=native"], []):  # best first
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
         os.close(fd)
@@ -97,32 +96,50 @@ def _ptr(t: torch.Tensor):
     return ctypes.c_void_p(t.data_ptr())
 
 
-def factorized_forward(x: torch.Tensor, filters: torch.Tensor):
+def factorized_forward(x: torch.Tensor, filters: torch.Tensor, out: torch.Tensor | None = None):
     """x (N, Cin, H, W) -> h (N, 2C, H, W) channels-last = [relu(z), relu(-z)] with z = f_j * x_c in channel
-    j*Cin + c of each half, C = n Cin; and the float64 sums over pixels of h and of h^2, (2, 2C)."""
+    j*Cin + c of each half, C = n Cin; and the float64 sums over pixels of h and of h^2, (2, 2C).
+    ``out``: a channels-last contiguous tensor of h's shape and dtype to write h into."""
     _, fwd, _ = load(x.dtype)
     N, cin, H, W = x.shape
     n, k, _ = filters.shape
     C = n * cin
     x = x.contiguous(memory_format=torch.channels_last)
     f = filters.to(x.dtype).contiguous()
-    h = torch.empty(N, 2 * C, H, W, dtype=x.dtype, memory_format=torch.channels_last)
+    h = torch.empty(N, 2 * C, H, W, dtype=x.dtype, memory_format=torch.channels_last) if out is None else out
+    if h.shape != (N, 2 * C, H, W) or h.dtype != x.dtype or not h.is_contiguous(memory_format=torch.channels_last):
+        raise ValueError(f"out must be a channels-last {x.dtype} tensor of shape {(N, 2 * C, H, W)}")
     sums = torch.zeros(2, 2 * C, dtype=torch.float64)
     if fwd(_ptr(x), _ptr(f), _ptr(h), _ptr(sums), N, H, W, cin, n, k, torch.get_num_threads()):
         raise MemoryError("univenc factorized kernel: out of memory for its per-thread buffers")
     return h, sums
 
 
-def factorized_backward(G: torch.Tensor, h: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-                        filters: torch.Tensor, cin: int) -> torch.Tensor:
-    """dx (N, Cin, H, W) channels-last from G (N, 2C, H, W), h, and alpha, beta (2C,) such that
-    dL/dh = G + alpha + beta h (BatchNorm's gradient). G is overwritten."""
+# Elements of G per chunk: a few MB, so that each chunk is still in cache when the kernel reads it back.
+G_CHUNK = 1 << 20
+
+
+def factorized_backward(dy: torch.Tensor, w: torch.Tensor, h: torch.Tensor, alpha: torch.Tensor,
+                        beta: torch.Tensor, filters: torch.Tensor, cin: int) -> torch.Tensor:
+    """dx (N, Cin, H, W) channels-last from dy (N, Cout, H, W), the folded 1x1 weight w (Cout, 2C), h, and
+    alpha, beta (2C,) such that dL/dh = G + alpha + beta h with G = dy w (BatchNorm's gradient).
+
+    G is computed a few images at a time into one small buffer, each chunk consumed by the kernel while it is
+    still in cache: the full (N, 2C, H, W) G is never written to memory."""
     _, _, bwd = load(h.dtype)
-    N, _, H, W = h.shape
+    N, C2, H, W = h.shape
     n, k, _ = filters.shape
-    G = G.contiguous(memory_format=torch.channels_last)
+    P = H * W
+    dy = dy.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(N * P, -1)
+    h = h.contiguous(memory_format=torch.channels_last)
     dx = torch.empty(N, cin, H, W, dtype=h.dtype, memory_format=torch.channels_last)
-    a, b, f = (t.to(h.dtype).contiguous() for t in (alpha, beta, filters))
-    if bwd(_ptr(G), _ptr(h), _ptr(a), _ptr(b), _ptr(f), _ptr(dx), N, H, W, cin, n, k, torch.get_num_threads()):
-        raise MemoryError("univenc factorized kernel: out of memory for its per-thread buffers")
+    a, b, f, w = (t.to(h.dtype).contiguous() for t in (alpha, beta, filters, w))
+    per = max(1, G_CHUNK // (P * C2))  # images per chunk
+    G = torch.empty(min(per, N) * P, C2, dtype=h.dtype)
+    for i in range(0, N, per):
+        m = min(per, N - i)
+        torch.mm(dy[i * P: (i + m) * P], w, out=G[: m * P])  # overwritten by the kernel (dL/dz)
+        if bwd(_ptr(G), _ptr(h[i: i + m]), _ptr(a), _ptr(b), _ptr(f), _ptr(dx[i: i + m]), m, H, W, cin, n, k,
+               torch.get_num_threads()):
+            raise MemoryError("univenc factorized kernel: out of memory for its per-thread buffers")
     return dx

@@ -5,6 +5,7 @@ Both are registered with timm: ``timm.create_model("univenc_vgg11", num_classes=
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,35 @@ class NaiveFactorizedBlock(nn.Module):
         return self.pointwise(self.bn(F.relu(self.depthwise(x))))
 
 
+class _BufferPool:
+    """Spare h tensors of one :class:`FactorizedBlock` for the compiled kernels to write into.
+
+    A fresh 10 Cin-channel tensor each step is returned to the OS and page-faulted back on first write, which on
+    the machines measured costs more than the kernel that fills it (``benchmarks/bench_training.py``). An h comes
+    back here when the autograd graph that saved it is freed, so a graph kept alive (``retain_graph``, several
+    forward passes before one backward) keeps its own h. Not state: copies of the block start empty."""
+
+    def __init__(self, keep: int = 2):
+        self.keep, self.free = keep, []
+
+    def take(self, shape, dtype) -> torch.Tensor:
+        while self.free:
+            t = self.free.pop()
+            if t.shape == shape and t.dtype == dtype:
+                return t
+        return torch.empty(shape, dtype=dtype, memory_format=torch.channels_last)
+
+    def give(self, t: torch.Tensor):
+        if len(self.free) < self.keep:
+            self.free.append(t)
+
+    def __deepcopy__(self, memo):
+        return _BufferPool(self.keep)
+
+    def __getstate__(self):
+        return {"keep": self.keep, "free": []}
+
+
 class FactorizedBlock(nn.Module):
     """Structured form of :class:`NaiveFactorizedBlock`: same outputs, gradients, running statistics and state
     dict, trained as one autograd node (``_FactorizedTraining``) instead of four passes over 10 Cin channels.
@@ -74,7 +104,8 @@ class FactorizedBlock(nn.Module):
       channels are touched by the two GEMMs and by one elementwise pass fused with the transposed
       depthwise conv.
     On CPU the depthwise, ReLU, statistics and gradient passes run in small compiled kernels
-    (:mod:`univenc.kernels`, built on first use); elsewhere, or without a C compiler, in PyTorch.
+    (:mod:`univenc.kernels`, built on first use), which write h into tensors reused from step to step
+    (:class:`_BufferPool`) and never hold the whole of G = dy W'; elsewhere, or without a C compiler, in PyTorch.
     ``benchmarks/bench_training.py`` measures it against the naive and the standard block.
 
     In eval mode it runs the naive composition (``pointwise`` called on the normalised 10 Cin-channel input) so
@@ -88,6 +119,7 @@ class FactorizedBlock(nn.Module):
         self.register_buffer("filters", filters.clone().float())  # frozen: a buffer, never a parameter
         self.bn = nn.BatchNorm2d(2 * n * cin, affine=False)
         self.pointwise = nn.Conv2d(2 * n * cin, cout, 1, bias=False)
+        self._h_pool = _BufferPool()
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A naive block's depthwise weight is the filter bank repeated per channel.
@@ -113,7 +145,7 @@ class FactorizedBlock(nn.Module):
             return self.pointwise(bn(self.expand(self.responses(x))))
         bn.num_batches_tracked += 1
         return _FactorizedTraining.apply(x, self.pointwise.weight, self.filters.to(x.dtype), bn.running_mean,
-                                         bn.running_var, bn.momentum, bn.eps)
+                                         bn.running_var, bn.momentum, bn.eps, self._h_pool)
 
 
 def _naive_order(t, n, cin):
@@ -139,7 +171,7 @@ def _relu_responses(x, filters):
 
 
 def _relu_responses_backward(G, h, alpha, beta, filters, cin):
-    """Pure-PyTorch twin of ``kernels.factorized_backward``."""
+    """Pure-PyTorch counterpart of ``kernels.factorized_backward``, given G = dy W'."""
     n, k, _ = filters.shape
     C = h.shape[1] // 2
     G = G.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
@@ -161,13 +193,15 @@ class _FactorizedTraining(torch.autograd.Function):
     lives in W'."""
 
     @staticmethod
-    def forward(ctx, x, weight, filters, running_mean, running_var, momentum, eps):
+    def forward(ctx, x, weight, filters, running_mean, running_var, momentum, eps, pool):
         n = filters.shape[0]
         N, cin, H, W = x.shape
         M, cout = N * H * W, weight.shape[0]
         ctx.use_kernel = kernels.available(x)
         if ctx.use_kernel:
-            h, sums = kernels.factorized_forward(x, filters)
+            h = pool.take((N, 2 * n * cin, H, W), x.dtype)
+            weakref.finalize(ctx, pool.give, h)  # back to the pool when the autograd graph is freed
+            h, sums = kernels.factorized_forward(x, filters, out=h)
             mean = sums[0] / M  # float64 sums of h and h^2
             var = (sums[1] / M - mean ** 2).clamp_min(0)
             mean, var = mean.to(x.dtype), var.to(x.dtype)
@@ -197,9 +231,9 @@ class _FactorizedTraining(torch.autograd.Function):
         M, cout = N * H * Wd, w.shape[0]
         need_x = ctx.needs_input_grad[0]
         dy = dy.contiguous(memory_format=torch.channels_last)
-        # G = dy W' (= s du) and dy^T h, in one call
+        # dy^T h, and G = dy W' (= s du) where the PyTorch path needs it, in one call; the kernels make G in chunks
         G, dyh, _ = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None], None, [1, 1], [0, 0], [1, 1],
-                                                        False, [0, 0], 1, [need_x, True, False])
+                                                        False, [0, 0], 1, [need_x and not ctx.use_kernel, True, False])
         g = dy.sum((0, 2, 3))
         dw = (dyh.view(cout, C2) - torch.outer(g, mean)) * inv  # dL/dW = dy^T u
         dweight = _naive_order(dw, n, cin)[:, :, None, None]
@@ -210,10 +244,10 @@ class _FactorizedTraining(torch.autograd.Function):
             a, b = g @ w / M, (w * dw).sum(0) / M
             alpha, beta = mean * b * inv - a, -b * inv
             if ctx.use_kernel:
-                dx = kernels.factorized_backward(G, h, alpha, beta, filters, cin)
+                dx = kernels.factorized_backward(dy, w, h, alpha, beta, filters, cin)
             else:
                 dx = _relu_responses_backward(G, h, alpha, beta, filters, cin)
-        return dx, dweight, None, None, None, None, None
+        return dx, dweight, None, None, None, None, None, None
 
 
 class VGG(nn.Module):

@@ -52,12 +52,39 @@ static void FN(tap_sum)(REAL *restrict out, const REAL **taps, const REAL *restr
     }
 }
 
+/* pos = relu(z), neg = relu(-z), in this form so that the compiler emits selects: a branch on the sign of z
+ * is mispredicted half the time. */
+static void FN(relu_pair)(REAL *restrict pos, REAL *restrict neg, const REAL *restrict z, long count)
+{
+    for (long i = 0; i < count; i++) {
+        const REAL v = z[i], m = -z[i];
+        pos[i] = v > 0 ? v : 0;
+        neg[i] = m > 0 ? m : 0;
+    }
+}
+
+/* sum[0 | C | 2C | 3C + i] += pos[i], neg[i], pos[i]^2, neg[i]^2 for i < count. */
+static void FN(add_sums)(REAL *restrict sum, const REAL *restrict pos, const REAL *restrict neg, long count, long C)
+{
+    for (long i = 0; i < count; i++) {
+        sum[i] += pos[i];
+        sum[C + i] += neg[i];
+        sum[2 * C + i] += pos[i] * pos[i];
+        sum[3 * C + i] += neg[i] * neg[i];
+    }
+}
+
 /* h = [relu(z) | relu(-z)] with z = depthwise(x, f); stats (4C, zeroed by the caller) receives the sums of h
- * and h^2 over all N H W pixels (per image row in REAL, then in double). */
+ * and h^2 over all N H W pixels (per image row in REAL, then in double).
+ * Pixel by pixel, the loops run over the C = n cin channels of a pixel. With few input channels (the image's 3)
+ * those loops are too short to vectorise, so a whole image row is done at a time instead, filter-major
+ * ([j][w cin + c], loops over W cin values), then transposed into h's pixel-major layout. */
 int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, REAL *restrict h,
                            double *restrict stats, long N, long H, long W, long cin, long n, long k, int nthreads)
 {
-    const long C = n * cin, T = k * k;
+    const long C = n * cin, T = k * k, pad = k / 2, L = W * cin, Lp = (W + 2 * pad) * cin;
+    const int by_row = cin < 8;
+    const long nbuf = by_row ? 3 * n * L + (k + 1) * Lp : C;  /* z, relu(z), relu(-z), k padded rows + a zero row */
     double *part = calloc((size_t)nthreads * 4 * C, sizeof(double));
     REAL *zeros = calloc((size_t)cin, sizeof(REAL));
     if (!part || !zeros) { free(part); free(zeros); return 1; }
@@ -69,31 +96,49 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, REAL 
 #else
         double *restrict s = part;
 #endif
-        REAL *restrict row_sum = malloc((size_t)4 * C * sizeof(REAL));
+        REAL *sum = malloc((size_t)4 * C * sizeof(REAL)), *buf = calloc((size_t)nbuf, sizeof(REAL));
         const REAL *taps[49];
-        if (!row_sum) failed = 1;
+        if (!sum || !buf) failed = 1;
 #pragma omp for schedule(static)
         for (long row = 0; row < N * H; row++) {
-            if (!row_sum) continue;
+            if (failed) continue;
             const long b = row / H, y = row % H;
-            memset(row_sum, 0, (size_t)4 * C * sizeof(REAL));
-            for (long w = 0; w < W; w++) {
-                FN(gather)(taps, x, zeros, b, y, w, H, W, cin, k, 1);
-                REAL *restrict pos = h + ((b * H + y) * W + w) * 2 * C, *restrict neg = pos + C;
-                for (long j = 0; j < n; j++) FN(tap_sum)(neg + j * cin, taps, f + j * T, T, cin);  /* z, for now */
-                for (long i = 0; i < C; i++) {
-                    const REAL z = neg[i], p = z > 0 ? z : 0, q = z < 0 ? -z : 0;
-                    pos[i] = p;
-                    neg[i] = q;
-                    row_sum[i] += p;
-                    row_sum[C + i] += q;
-                    row_sum[2 * C + i] += p * p;
-                    row_sum[3 * C + i] += q * q;
+            REAL *hrow = h + (b * H + y) * W * 2 * C;
+            memset(sum, 0, (size_t)4 * C * sizeof(REAL));
+            if (by_row) {
+                REAL *z = buf, *p = buf + n * L, *q = buf + 2 * n * L, *rows = buf + 3 * n * L;
+                for (long dh = 0; dh < k; dh++) {  /* taps point into the k zero-padded input rows */
+                    const long yy = y + dh - pad;
+                    const REAL *r = rows + k * Lp;  /* above or below the image: the zero row */
+                    if (yy >= 0 && yy < H) {
+                        memcpy(rows + dh * Lp + pad * cin, x + (b * H + yy) * L, (size_t)L * sizeof(REAL));
+                        r = rows + dh * Lp;
+                    }
+                    for (long dw = 0; dw < k; dw++) taps[dh * k + dw] = r + dw * cin;
+                }
+                for (long j = 0; j < n; j++) FN(tap_sum)(z + j * L, taps, f + j * T, T, L);
+                FN(relu_pair)(p, q, z, n * L);
+                for (long w = 0; w < W; w++)
+                    for (long j = 0; j < n; j++) {
+                        REAL *pos = hrow + w * 2 * C + j * cin;
+                        for (long c = 0; c < cin; c++) {
+                            pos[c] = p[j * L + w * cin + c];
+                            pos[C + c] = q[j * L + w * cin + c];
+                        }
+                    }
+                for (long w = 0; w < W; w++) FN(add_sums)(sum, hrow + w * 2 * C, hrow + w * 2 * C + C, C, C);
+            } else {
+                for (long w = 0; w < W; w++) {
+                    FN(gather)(taps, x, zeros, b, y, w, H, W, cin, k, 1);
+                    for (long j = 0; j < n; j++) FN(tap_sum)(buf + j * cin, taps, f + j * T, T, cin);
+                    FN(relu_pair)(hrow + w * 2 * C, hrow + w * 2 * C + C, buf, C);
+                    FN(add_sums)(sum, hrow + w * 2 * C, hrow + w * 2 * C + C, C, C);
                 }
             }
-            for (long i = 0; i < 4 * C; i++) s[i] += row_sum[i];
+            for (long i = 0; i < 4 * C; i++) s[i] += sum[i];
         }
-        free(row_sum);
+        free(sum);
+        free(buf);
     }
     for (int t = 0; t < nthreads; t++)
         for (long i = 0; i < 4 * C; i++) stats[i] += part[(size_t)t * 4 * C + i];
