@@ -6,7 +6,8 @@
  * the backward pass. All arrays are channels-last and contiguous. Compiled once per REAL type by
  * univenc.kernels (-DREAL=float or double); the 1x1 convolution itself stays with PyTorch's GEMM.
  *
- * Shapes: x, dx (N, H, W, cin); filters f (n, k, k); h, G (N, H, W, 2C) with C = n cin: h = [relu(z), relu(-z)],
+ * Shapes: x, dx (N, H, W, cin); filters f (n, k, k); h, G (N, H, W, 2C) with C = n cin (in the backward pass N
+ * is the chunk of images that G holds): h = [relu(z), relu(-z)],
  * the naive block's 10 Cin channels, channel j*cin + c of each half from z = f_j * x_c.
  */
 #include <stdlib.h>
@@ -158,7 +159,7 @@ int FN(factorized_backward)(REAL *restrict G, const REAL *restrict h, const REAL
     REAL *zeros = calloc((size_t)C, sizeof(REAL));
     if (!zeros) return 1;
     int failed = 0;
-    /* dz overwrites the first half of G (a temporary): no new 10 Cin-channel allocation to fault in */
+    /* dz overwrites the first half of G (a temporary chunk of images, see univenc.kernels.factorized_backward) */
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long m = 0; m < M; m++) {
         REAL *restrict g = G + m * 2 * C;
