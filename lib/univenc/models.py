@@ -66,7 +66,7 @@ class _BufferPool:
     """Spare h tensors of one :class:`FactorizedBlock` for the compiled kernels to write into.
 
     A fresh 10 Cin-channel tensor each step is returned to the OS and page-faulted back on first write, which on
-    the machines measured costs more than the kernel that fills it (``benchmarks/bench_training.py``). An h comes
+    the 2-core machine measured cost more than the kernel that fills it (README, ``benchmarks/bench_training.py``). An h comes
     back here when the autograd graph that saved it is freed, so a graph kept alive (``retain_graph``, several
     forward passes before one backward) keeps its own h. Not state: copies of the block start empty."""
 
