@@ -98,8 +98,8 @@ def _ptr(t: torch.Tensor):
 
 def factorized_forward(x: torch.Tensor, filters: torch.Tensor, out: torch.Tensor | None = None):
     """x (N, Cin, H, W) -> h (N, 2C, H, W) channels-last = [relu(z), relu(-z)] with z = f_j * x_c in channel
-    j*Cin + c of each half, C = n Cin; and the float64 sums over pixels of h and of h^2, (2, 2C).
-    ``out``: a channels-last contiguous tensor of h's shape and dtype to write h into."""
+    j*Cin + c of each half, C = n Cin; and the mean and biased variance of h's channels over the batch, (2C,)
+    each, computed in float64. ``out``: a channels-last contiguous tensor of h's shape and dtype to write h into."""
     _, fwd, _ = load(x.dtype)
     N, cin, H, W = x.shape
     n, k, _ = filters.shape
@@ -109,10 +109,11 @@ def factorized_forward(x: torch.Tensor, filters: torch.Tensor, out: torch.Tensor
     h = torch.empty(N, 2 * C, H, W, dtype=x.dtype, memory_format=torch.channels_last) if out is None else out
     if h.shape != (N, 2 * C, H, W) or h.dtype != x.dtype or not h.is_contiguous(memory_format=torch.channels_last):
         raise ValueError(f"out must be a channels-last {x.dtype} tensor of shape {(N, 2 * C, H, W)}")
-    sums = torch.zeros(2, 2 * C, dtype=torch.float64)
-    if fwd(_ptr(x), _ptr(f), _ptr(h), _ptr(sums), N, H, W, cin, n, k, torch.get_num_threads()):
+    stats = torch.empty(2, 2 * C, dtype=torch.float64)
+    if fwd(_ptr(x), _ptr(f), _ptr(h), _ptr(stats), N, H, W, cin, n, k, torch.get_num_threads()):
         raise MemoryError("univenc factorized kernel: out of memory for its per-thread buffers")
-    return h, sums
+    mean, var = stats.to(x.dtype)
+    return h, mean, var
 
 
 # Elements of G per chunk: a few MB, so that each chunk is still in cache when the kernel reads it back.

@@ -201,23 +201,19 @@ class _FactorizedTraining(torch.autograd.Function):
         if ctx.use_kernel:
             h = pool.take((N, 2 * n * cin, H, W), x.dtype)
             weakref.finalize(ctx, pool.give, h)  # back to the pool when the autograd graph is freed
-            h, sums = kernels.factorized_forward(x, filters, out=h)
-            mean = sums[0] / M  # float64 sums of h and h^2
-            var = (sums[1] / M - mean ** 2).clamp_min(0)
-            mean, var = mean.to(x.dtype), var.to(x.dtype)
+            h, mean, var = kernels.factorized_forward(x, filters, out=h)
         else:
             h = _relu_responses(x, filters)
             # two-pass statistics: with batch_norm_update_stats' float32 statistics the gradients drift ~1e-2 from
             # the naive block's (tests/test_models.py); var_mean is slower on CPU, where the kernels run instead
             var, mean = torch.var_mean(h, (0, 2, 3), correction=0)
-        inv = torch.rsqrt(var + eps)
+        inv = (var + eps).rsqrt_()
         # W' = W diag(s), with h's channel order
         w = weight.view(cout, cin, 2, n).permute(0, 2, 3, 1).flatten(1) * inv  # inverse of _naive_order
-        y = F.conv2d(h, w[:, :, None, None], -(w @ mean))
-        with torch.no_grad():  # BatchNorm's running statistics (unbiased variance), in the naive channel order
-            unbiased = M / max(M - 1, 1)
-            running_mean.mul_(1 - momentum).add_(_naive_order(mean, n, cin), alpha=momentum)
-            running_var.mul_(1 - momentum).add_(_naive_order(var, n, cin), alpha=momentum * unbiased)
+        y = F.conv2d(h, w[:, :, None, None], torch.mv(w, mean).neg_())
+        with torch.no_grad():  # BatchNorm's running statistics (unbiased variance), through views in h's order
+            running_mean.view(cin, 2, n).permute(1, 2, 0).lerp_(mean.view(2, n, cin), momentum)
+            running_var.view(cin, 2, n).permute(1, 2, 0).lerp_(var.view(2, n, cin) * (M / max(M - 1, 1)), momentum)
         ctx.save_for_backward(filters, h, w, mean, inv)
         ctx.cin = cin
         return y
@@ -231,18 +227,18 @@ class _FactorizedTraining(torch.autograd.Function):
         M, cout = N * H * Wd, w.shape[0]
         need_x = ctx.needs_input_grad[0]
         dy = dy.contiguous(memory_format=torch.channels_last)
-        # dy^T h, and G = dy W' (= s du) where the PyTorch path needs it, in one call; the kernels make G in chunks
-        G, dyh, _ = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None], None, [1, 1], [0, 0], [1, 1],
-                                                        False, [0, 0], 1, [need_x and not ctx.use_kernel, True, False])
-        g = dy.sum((0, 2, 3))
-        dw = (dyh.view(cout, C2) - torch.outer(g, mean)) * inv  # dL/dW = dy^T u
+        # dy^T h, g = dy summed over pixels (a bias gradient), and G = dy W' (= s du) where the PyTorch path needs
+        # it, in one call; the kernels make G in chunks
+        G, dyh, g = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None], [cout], [1, 1], [0, 0], [1, 1],
+                                                        False, [0, 0], 1, [need_x and not ctx.use_kernel, True, True])
+        dw = torch.addr(dyh.view(cout, C2), g, mean, alpha=-1).mul_(inv)  # dL/dW = dy^T u
         dweight = _naive_order(dw, n, cin)[:, :, None, None]
         dx = None
         if need_x:
-            # dL/dh = s du - s mean(du) - s u mean(du u) = G + alpha + beta h, with s mean(du) = (g W')/M and
-            # s mean(du u) = (W' . dL/dW)/M
-            a, b = g @ w / M, (w * dw).sum(0) / M
-            alpha, beta = mean * b * inv - a, -b * inv
+            # dL/dh = s du - s mean(du) - s u mean(du u) = G + alpha + beta h, with beta = -s^2 mean(du u) and
+            # alpha = -s mean(du) - beta m, where s mean(du) = (g W')/M and s mean(du u) = (W' . dL/dW)/M
+            beta = torch.linalg.vecdot(w, dw, dim=0).mul_(inv).div_(-M)
+            alpha = torch.addcmul(g @ w, mean, beta, value=M).div_(-M)
             if ctx.use_kernel:
                 dx = kernels.factorized_backward(dy, w, h, alpha, beta, filters, cin)
             else:

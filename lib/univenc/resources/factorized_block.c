@@ -64,31 +64,49 @@ static void FN(relu_pair)(REAL *restrict pos, REAL *restrict neg, const REAL *re
     }
 }
 
-/* sum[0 | C | 2C | 3C + i] += pos[i], neg[i], pos[i]^2, neg[i]^2 for i < count. */
-static void FN(add_sums)(REAL *restrict sum, const REAL *restrict pos, const REAL *restrict neg, long count, long C)
+/* s[i] += sum_w hrow[w][i], s[C2 + i] += sum_w hrow[w][i]^2 for i < C2: the sums of h and h^2 over one image
+ * row of W pixels (C2 channels each), in REAL and then added to the double s. Blocks of 32 channels are summed
+ * over the row in small local arrays rather than pixel by pixel into s. */
+static void FN(row_sums)(double *restrict s, const REAL *restrict hrow, long W, long C2)
 {
-    for (long i = 0; i < count; i++) {
-        sum[i] += pos[i];
-        sum[C + i] += neg[i];
-        sum[2 * C + i] += pos[i] * pos[i];
-        sum[3 * C + i] += neg[i] * neg[i];
+    for (long i0 = 0; i0 < C2; i0 += 32) {
+        const long B = C2 - i0 < 32 ? C2 - i0 : 32;
+        REAL a[32] = {0}, q[32] = {0};
+        if (B == 32)
+            for (long w = 0; w < W; w++) {
+                const REAL *restrict v = hrow + w * C2 + i0;
+                for (long i = 0; i < 32; i++) {
+                    a[i] += v[i];
+                    q[i] += v[i] * v[i];
+                }
+            }
+        else
+            for (long w = 0; w < W; w++) {
+                const REAL *restrict v = hrow + w * C2 + i0;
+                for (long i = 0; i < B; i++) {
+                    a[i] += v[i];
+                    q[i] += v[i] * v[i];
+                }
+            }
+        for (long i = 0; i < B; i++) {
+            s[i0 + i] += a[i];
+            s[C2 + i0 + i] += q[i];
+        }
     }
 }
 
-/* h = [relu(z) | relu(-z)] with z = depthwise(x, f); stats (4C, zeroed by the caller) receives the sums of h
- * and h^2 over all N H W pixels (per image row in REAL, then in double).
- * Pixel by pixel, the loops run over the C = n cin channels of a pixel. With few input channels (the image's 3)
- * those loops are too short to vectorise, so a whole image row is done at a time instead, filter-major
- * ([j][w cin + c], loops over W cin values), then transposed into h's pixel-major layout. */
+/* h = [relu(z) | relu(-z)] with z = depthwise(x, f), and stats (2, 2C): the mean and the (biased) variance of each
+ * of h's channels over all N H W pixels, from sums per image row in REAL, then in double.
+ * One image row at a time: z is computed filter-major, z[j][w cin + c], from k zero-padded input rows, so that
+ * its loops run over whole rows of W cin values (with few input channels, such as the image's 3, loops over
+ * the cin channels of a pixel would be too short to vectorise); its ReLU pair is then written to h's
+ * pixel-major layout. */
 int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, REAL *restrict h,
                            double *restrict stats, long N, long H, long W, long cin, long n, long k, int nthreads)
 {
     const long C = n * cin, T = k * k, pad = k / 2, L = W * cin, Lp = (W + 2 * pad) * cin;
-    const int by_row = cin < 8;
-    const long nbuf = by_row ? 3 * n * L + (k + 1) * Lp : C;  /* z, relu(z), relu(-z), k padded rows + a zero row */
     double *part = calloc((size_t)nthreads * 4 * C, sizeof(double));
-    REAL *zeros = calloc((size_t)cin, sizeof(REAL));
-    if (!part || !zeros) { free(part); free(zeros); return 1; }
+    if (!part) return 1;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
@@ -97,54 +115,43 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, REAL 
 #else
         double *restrict s = part;
 #endif
-        REAL *sum = malloc((size_t)4 * C * sizeof(REAL)), *buf = calloc((size_t)nbuf, sizeof(REAL));
+        REAL *buf = calloc((size_t)(n * L + (k + 1) * Lp), sizeof(REAL));  /* z; k padded rows and a zero row */
         const REAL *taps[49];
-        if (!sum || !buf) failed = 1;
+        if (!buf) failed = 1;
 #pragma omp for schedule(static)
         for (long row = 0; row < N * H; row++) {
             if (failed) continue;
             const long b = row / H, y = row % H;
-            REAL *hrow = h + (b * H + y) * W * 2 * C;
-            memset(sum, 0, (size_t)4 * C * sizeof(REAL));
-            if (by_row) {
-                REAL *z = buf, *p = buf + n * L, *q = buf + 2 * n * L, *rows = buf + 3 * n * L;
-                for (long dh = 0; dh < k; dh++) {  /* taps point into the k zero-padded input rows */
-                    const long yy = y + dh - pad;
-                    const REAL *r = rows + k * Lp;  /* above or below the image: the zero row */
-                    if (yy >= 0 && yy < H) {
-                        memcpy(rows + dh * Lp + pad * cin, x + (b * H + yy) * L, (size_t)L * sizeof(REAL));
-                        r = rows + dh * Lp;
-                    }
-                    for (long dw = 0; dw < k; dw++) taps[dh * k + dw] = r + dw * cin;
+            REAL *z = buf, *rows = buf + n * L, *hrow = h + row * W * 2 * C;
+            for (long dh = 0; dh < k; dh++) {  /* taps point into the k zero-padded input rows */
+                const long yy = y + dh - pad;
+                const REAL *r = rows + k * Lp;  /* above or below the image: the zero row */
+                if (yy >= 0 && yy < H) {
+                    memcpy(rows + dh * Lp + pad * cin, x + (b * H + yy) * L, (size_t)L * sizeof(REAL));
+                    r = rows + dh * Lp;
                 }
-                for (long j = 0; j < n; j++) FN(tap_sum)(z + j * L, taps, f + j * T, T, L);
-                FN(relu_pair)(p, q, z, n * L);
-                for (long w = 0; w < W; w++)
-                    for (long j = 0; j < n; j++) {
-                        REAL *pos = hrow + w * 2 * C + j * cin;
-                        for (long c = 0; c < cin; c++) {
-                            pos[c] = p[j * L + w * cin + c];
-                            pos[C + c] = q[j * L + w * cin + c];
-                        }
-                    }
-                for (long w = 0; w < W; w++) FN(add_sums)(sum, hrow + w * 2 * C, hrow + w * 2 * C + C, C, C);
-            } else {
-                for (long w = 0; w < W; w++) {
-                    FN(gather)(taps, x, zeros, b, y, w, H, W, cin, k, 1);
-                    for (long j = 0; j < n; j++) FN(tap_sum)(buf + j * cin, taps, f + j * T, T, cin);
-                    FN(relu_pair)(hrow + w * 2 * C, hrow + w * 2 * C + C, buf, C);
-                    FN(add_sums)(sum, hrow + w * 2 * C, hrow + w * 2 * C + C, C, C);
-                }
+                for (long dw = 0; dw < k; dw++) taps[dh * k + dw] = r + dw * cin;
             }
-            for (long i = 0; i < 4 * C; i++) s[i] += sum[i];
+            for (long j = 0; j < n; j++) FN(tap_sum)(z + j * L, taps, f + j * T, T, L);
+            for (long w = 0; w < W; w++)
+                for (long j = 0; j < n; j++)
+                    FN(relu_pair)(hrow + w * 2 * C + j * cin, hrow + w * 2 * C + C + j * cin, z + j * L + w * cin, cin);
+            FN(row_sums)(s, hrow, W, 2 * C);
         }
-        free(sum);
         free(buf);
     }
-    for (int t = 0; t < nthreads; t++)
-        for (long i = 0; i < 4 * C; i++) stats[i] += part[(size_t)t * 4 * C + i];
+    const double M = (double)N * H * W;
+    for (long i = 0; i < 2 * C; i++) {
+        double sum = 0, sq = 0;
+        for (int t = 0; t < nthreads; t++) {
+            sum += part[(size_t)t * 4 * C + i];
+            sq += part[(size_t)t * 4 * C + 2 * C + i];
+        }
+        const double var = sq / M - (sum / M) * (sum / M);
+        stats[i] = sum / M;
+        stats[2 * C + i] = var > 0 ? var : 0;
+    }
     free(part);
-    free(zeros);
     return failed;
 }
 
