@@ -23,7 +23,7 @@ try:
 
     def minor_page_faults():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-except ImportError:  # not on Windows
+except ImportError:  # Windows has no resource module
     def minor_page_faults():
         return float("nan")
 
