@@ -70,7 +70,7 @@ def fast_and_naive_blocks(cin, cout, filters_k):
 
 
 @pytest.mark.parametrize("path", PATHS)
-# cin < 8 and >= 8: the forward kernel's row-wise and pixel-wise loops
+# cin < 8 and >= 8: per-pixel channel loops too short to vectorise, and long enough
 @pytest.mark.parametrize("cin,cout,filters_k", [(3, 8, 3), (6, 4, 3), (4, 5, 5), (12, 6, 3), (9, 4, 5)])
 def test_fast_factorized_block_equals_naive(cin, cout, filters_k, path, monkeypatch):
     torch.manual_seed(0)

@@ -20,36 +20,35 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, REAL)
 
-/* Pointers to the k*k input pixels around (h, w), "same" zero padding: taps outside the image point at
- * `zeros` (cin values). sign = +1 gathers x[h + dh - pad, w + dw - pad] (convolution), -1 gathers
- * x[h - dh + pad, w - dw + pad] (its transpose). */
+/* Pointers to the k*k pixels that the transposed convolution gathers at output (h, w), x[h - dh + pad,
+ * w - dw + pad], with "same" zero padding: taps outside the image point at `zeros`. */
 static void FN(gather)(const REAL **taps, const REAL *x, const REAL *zeros, long b, long h, long w, long H, long W,
-                       long stride, long k, int sign)
+                       long stride, long k)
 {
     const long pad = k / 2;
     for (long dh = 0; dh < k; dh++)
         for (long dw = 0; dw < k; dw++) {
-            const long hh = h + sign * (dh - pad), ww = w + sign * (dw - pad);
+            const long hh = h - dh + pad, ww = w - dw + pad;
             taps[dh * k + dw] = (hh < 0 || hh >= H || ww < 0 || ww >= W) ? zeros : x + ((b * H + hh) * W + ww) * stride;
         }
 }
 
-/* out[c] = sum_t f[t] taps[t][c], c < cin: the 3x3 case unrolled so that it vectorises over c. */
-static void FN(tap_sum)(REAL *restrict out, const REAL **taps, const REAL *restrict f, long T, long cin)
+/* out[c] = sum_t f[t] taps[t][c], c < count: the 3x3 case unrolled so that it vectorises over c. */
+static void FN(tap_sum)(REAL *restrict out, const REAL **taps, const REAL *restrict f, long T, long count)
 {
     if (T == 9) {
         const REAL *restrict t0 = taps[0], *restrict t1 = taps[1], *restrict t2 = taps[2], *restrict t3 = taps[3],
                    *restrict t4 = taps[4], *restrict t5 = taps[5], *restrict t6 = taps[6], *restrict t7 = taps[7],
                    *restrict t8 = taps[8];
-        for (long c = 0; c < cin; c++)
+        for (long c = 0; c < count; c++)
             out[c] = f[0] * t0[c] + f[1] * t1[c] + f[2] * t2[c] + f[3] * t3[c] + f[4] * t4[c] + f[5] * t5[c] +
                      f[6] * t6[c] + f[7] * t7[c] + f[8] * t8[c];
         return;
     }
-    for (long c = 0; c < cin; c++) out[c] = 0;
+    for (long c = 0; c < count; c++) out[c] = 0;
     for (long t = 0; t < T; t++) {
         const REAL *restrict x = taps[t];
-        for (long c = 0; c < cin; c++) out[c] += f[t] * x[c];
+        for (long c = 0; c < count; c++) out[c] += f[t] * x[c];
     }
 }
 
@@ -163,7 +162,7 @@ int FN(factorized_backward)(REAL *restrict G, const REAL *restrict h, const REAL
                             long N, long H, long W, long cin, long n, long k, int nthreads)
 {
     const long C = n * cin, T = k * k, M = N * H * W;
-    REAL *zeros = calloc((size_t)C, sizeof(REAL));
+    REAL *zeros = calloc((size_t)C, sizeof(REAL));  /* the taps read dz, the first C values of a pixel of G */
     if (!zeros) return 1;
     int failed = 0;
     /* dz overwrites the first half of G (a temporary chunk of images, see univenc.kernels.factorized_backward) */
@@ -187,7 +186,7 @@ int FN(factorized_backward)(REAL *restrict G, const REAL *restrict h, const REAL
             if (!tmp) continue;
             const long b = row / H, y = row % H;
             for (long w = 0; w < W; w++) {
-                FN(gather)(taps, G, zeros, b, y, w, H, W, 2 * C, k, -1);
+                FN(gather)(taps, G, zeros, b, y, w, H, W, 2 * C, k);
                 REAL *restrict out = dx + ((b * H + y) * W + w) * cin;
                 for (long j = 0; j < n; j++) {
                     const REAL *shifted[49];
