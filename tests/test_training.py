@@ -1,4 +1,6 @@
 """Training: determinism, exact resume, atomic checkpoints, batch augmentation."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -46,6 +48,16 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, factorized):
     assert {"state_dict", "config", "log", "commit", "optimizer"} <= set(ckpt)
     assert ckpt["config"]["train"]["epochs"] == 4
     assert (tmp_path / "part" / "log.csv").read_text().startswith("epoch,lr,loss,train_acc")
+
+
+@pytest.mark.parametrize("channels_last,expected", [(None, True), (False, False), (True, True)])
+def test_channels_last_by_default_on_cpu_only(channels_last, expected):
+    """None (the default) means channels_last on CPU, where it is faster, and NCHW on a GPU."""
+    model = tiny_model()
+    train(model, tiny_data(), replace(CFG, epochs=1, channels_last=channels_last, device="cpu"), progress=False)
+    weight = model.features[0][0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous() if expected \
+        else weight.is_contiguous()
 
 
 def test_lr_schedule():

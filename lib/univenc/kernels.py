@@ -3,8 +3,8 @@
 They are built on first use with the machine's C compiler (``$CC``, else ``cc``/``gcc``; well under a second)
 into ``~/.cache/univenc/kernels`` (``$UNIVENC_CACHE`` overrides), and loaded with ctypes. Without a compiler,
 with ``UNIVENC_NO_KERNELS=1`` (then :func:`load` returns None) or within :func:`disabled`,
-:class:`univenc.models.FactorizedBlock` uses its pure-PyTorch path, which computes the same function (tests
-compare both with the naive block).
+:class:`univenc.models.FactorizedBlock` computes the same function as the naive block does, in PyTorch (tests
+compare both paths with the naive block).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def load(dtype: torch.dtype = torch.float32):
         path = _compile(real)
         lib = ctypes.CDLL(str(path)) if path else None
     except OSError as e:  # unwritable cache, a library that does not load, ...
-        warnings.warn(f"univenc: compiled kernels unavailable ({e}); using the pure-PyTorch factorized block")
+        warnings.warn(f"univenc: compiled kernels unavailable ({e}); the factorized block runs in PyTorch")
         return None
     if lib is None:
         return None
@@ -78,7 +78,7 @@ _disabled = False
 
 @contextmanager
 def disabled():
-    """Within this block the factorized block runs its pure-PyTorch path (for comparisons and tests)."""
+    """Within this block the factorized block runs in PyTorch, as without a compiler (comparisons, tests)."""
     global _disabled
     before, _disabled = _disabled, True
     try:

@@ -103,13 +103,14 @@ class FactorizedBlock(nn.Module):
       with u = (h - m) s, where mean(du u) = (W . dL/dW) / M comes from the weight gradient: the 10 Cin
       channels are touched by the two GEMMs and by one elementwise pass fused with the transposed
       depthwise conv.
-    On CPU the depthwise, ReLU, statistics and gradient passes run in small compiled kernels
-    (:mod:`univenc.kernels`, built on first use), which write h into tensors reused from step to step
-    (:class:`_BufferPool`) and never hold the whole of G = dy W'; elsewhere, or without a C compiler, in PyTorch.
-    ``benchmarks/bench_training.py`` measures it against the naive and the standard block.
+    The depthwise, ReLU, statistics and gradient passes run in small compiled CPU kernels (:mod:`univenc.kernels`,
+    built on first use), which write h into tensors reused from step to step (:class:`_BufferPool`) and never hold
+    the whole of G = dy W'. ``benchmarks/bench_training.py`` measures it against the naive and the standard block.
 
-    In eval mode it runs the naive composition (``pointwise`` called on the normalised 10 Cin-channel input) so
-    that forward hooks on ``pointwise`` see its true input, as the alignment needs.
+    Elsewhere it computes what the naive block computes, pointwise(bn(relu_responses(x))): in eval mode, so
+    that forward hooks on ``pointwise`` see its true input, as the alignment needs; on a GPU, where the launches
+    of the structured form's many small ops cost more than the passes they save (0.35-0.39x the naive block's
+    speed on an H100, README); and on a CPU without a C compiler.
     """
 
     def __init__(self, cin: int, cout: int, filters: torch.Tensor):
@@ -128,21 +129,16 @@ class FactorizedBlock(nn.Module):
             state_dict[prefix + "filters"] = bank[: self.n, 0]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def responses(self, x):
-        """z = f_j * x_c: (N, 5 Cin, H, W), channel c*5 + j."""
-        bank = self.filters[:, None].repeat(self.cin, 1, 1, 1)
-        return F.conv2d(x, bank.to(x.dtype), padding=self.k // 2, groups=self.cin)
-
-    def expand(self, z):
-        """The naive block's depthwise+ReLU output (N, 10 Cin, H, W) from z."""
-        N, _, H, W = z.shape
-        zc = z.reshape(N, self.cin, 1, self.n, H, W)
-        return torch.cat([F.relu(zc), F.relu(-zc)], dim=2).reshape(N, 2 * self.n * self.cin, H, W)
+    def relu_responses(self, x):
+        """The naive block's depthwise conv + ReLU: (N, 10 Cin, H, W), channel c*10 + j for filter j of
+        [f1..f5, -f1..-f5] on input channel c."""
+        bank = torch.cat([self.filters, -self.filters])[:, None].repeat(self.cin, 1, 1, 1)
+        return F.relu(F.conv2d(x, bank.to(x.dtype), padding=self.k // 2, groups=self.cin))
 
     def forward(self, x):
         bn = self.bn
-        if not self.training or not bn.track_running_stats or bn.momentum is None:
-            return self.pointwise(bn(self.expand(self.responses(x))))
+        if not (self.training and bn.track_running_stats and bn.momentum is not None and kernels.available(x)):
+            return self.pointwise(bn(self.relu_responses(x)))
         bn.num_batches_tracked += 1
         return _FactorizedTraining.apply(x, self.pointwise.weight, self.filters.to(x.dtype), bn.running_mean,
                                          bn.running_var, bn.momentum, bn.eps, self._h_pool)
@@ -152,38 +148,6 @@ def _naive_order(t, n, cin):
     """Along the last dim: h's channel order (s, j, c) -> the naive block's (c, s, j), i.e. s*C + j*Cin + c ->
     c*2n + s*n + j, s = 0 for +f_j and 1 for -f_j on input channel c."""
     return t.unflatten(-1, (2, n, cin)).movedim(-1, -3).flatten(-3)
-
-
-def _relu_responses(x, filters):
-    """Pure-PyTorch twin of ``kernels.factorized_forward``: h = [relu(z), relu(-z)], channel j*Cin + c of each
-    half, channels-last. One depthwise conv per filter: PyTorch's kernel with channel multiplier 1 is several
-    times faster than one conv with multiplier 5."""
-    n, k, _ = filters.shape
-    N, cin, H, W = x.shape
-    C = n * cin
-    x = x.contiguous(memory_format=torch.channels_last)
-    h = torch.empty(N, 2 * C, H, W, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    for j in range(n):
-        z = F.conv2d(x, filters[j].expand(cin, 1, k, k), padding=k // 2, groups=cin)
-        torch.clamp_min(z, 0, out=h[:, j * cin: (j + 1) * cin])
-        torch.neg(z, out=h[:, C + j * cin: C + (j + 1) * cin]).clamp_min_(0)
-    return h
-
-
-def _relu_responses_backward(G, h, alpha, beta, filters, cin):
-    """Pure-PyTorch counterpart of ``kernels.factorized_backward``, given G = dy W'."""
-    n, k, _ = filters.shape
-    C = h.shape[1] // 2
-    G = G.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-    G.add_(alpha).addcmul_(h.permute(0, 2, 3, 1), beta)  # dL/dh
-    D = torch.ops.aten.threshold_backward(G, h.permute(0, 2, 3, 1), 0)  # ReLU's gradient on both halves
-    dx = None
-    for j in range(n):
-        dz = D[..., j * cin: (j + 1) * cin] - D[..., C + j * cin: C + (j + 1) * cin]
-        dxj = F.conv2d(dz.permute(0, 3, 1, 2), filters[j].flip(-1, -2).expand(cin, 1, k, k), padding=k // 2,
-                       groups=cin)
-        dx = dxj if dx is None else dx.add_(dxj)
-    return dx
 
 
 class _FactorizedTraining(torch.autograd.Function):
@@ -197,16 +161,9 @@ class _FactorizedTraining(torch.autograd.Function):
         n = filters.shape[0]
         N, cin, H, W = x.shape
         M, cout = N * H * W, weight.shape[0]
-        ctx.use_kernel = kernels.available(x)
-        if ctx.use_kernel:
-            h = pool.take((N, 2 * n * cin, H, W), x.dtype)
-            weakref.finalize(ctx, pool.give, h)  # back to the pool when the autograd graph is freed
-            h, mean, var = kernels.factorized_forward(x, filters, out=h)
-        else:
-            h = _relu_responses(x, filters)
-            # two-pass statistics: with batch_norm_update_stats' float32 statistics the gradients drift ~1e-2 from
-            # the naive block's (tests/test_models.py); var_mean is slower on CPU, where the kernels run instead
-            var, mean = torch.var_mean(h, (0, 2, 3), correction=0)
+        h = pool.take((N, 2 * n * cin, H, W), x.dtype)
+        weakref.finalize(ctx, pool.give, h)  # back to the pool when the autograd graph is freed
+        h, mean, var = kernels.factorized_forward(x, filters, out=h)
         inv = (var + eps).rsqrt_()
         # W' = W diag(s), with h's channel order
         w = weight.view(cout, cin, 2, n).permute(0, 2, 3, 1).flatten(1) * inv  # inverse of _naive_order
@@ -227,10 +184,9 @@ class _FactorizedTraining(torch.autograd.Function):
         M, cout = N * H * Wd, w.shape[0]
         need_x = ctx.needs_input_grad[0]
         dy = dy.contiguous(memory_format=torch.channels_last)
-        # dy^T h, g = dy summed over pixels (a bias gradient), and G = dy W' (= s du) where the PyTorch path needs
-        # it, in one call; the kernels make G in chunks
-        G, dyh, g = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None], [cout], [1, 1], [0, 0], [1, 1],
-                                                        False, [0, 0], 1, [need_x and not ctx.use_kernel, True, True])
+        # dy^T h and g = dy summed over pixels (a bias gradient) in one call; the kernel makes G = dy W' in chunks
+        _, dyh, g = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None], [cout], [1, 1], [0, 0], [1, 1],
+                                                        False, [0, 0], 1, [False, True, True])
         dw = torch.addr(dyh.view(cout, C2), g, mean, alpha=-1).mul_(inv)  # dL/dW = dy^T u
         dweight = _naive_order(dw, n, cin)[:, :, None, None]
         dx = None
@@ -239,10 +195,7 @@ class _FactorizedTraining(torch.autograd.Function):
             # alpha = -s mean(du) - beta m, where s mean(du) = (g W')/M and s mean(du u) = (W' . dL/dW)/M
             beta = torch.linalg.vecdot(w, dw, dim=0).mul_(inv).div_(-M)
             alpha = torch.addcmul(g @ w, mean, beta, value=M).div_(-M)
-            if ctx.use_kernel:
-                dx = kernels.factorized_backward(dy, w, h, alpha, beta, filters, cin)
-            else:
-                dx = _relu_responses_backward(G, h, alpha, beta, filters, cin)
+            dx = kernels.factorized_backward(dy, w, h, alpha, beta, filters, cin)
         return dx, dweight, None, None, None, None, None, None
 
 

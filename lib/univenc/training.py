@@ -41,7 +41,7 @@ class TrainConfig:
     augment: bool = True               # random crop (pad 4) + horizontal flip
     seed: int = 0                      # data order and augmentation (the init seed belongs to the model)
     checkpoint_epochs: tuple = ()      # epochs after which epoch_XXX.pt is kept (learning trajectories)
-    channels_last: bool = True
+    channels_last: bool | None = None  # None: on CPU only (faster there; slower on a GPU in float32, README)
     device: str = "auto"
     eval_batch_size: int = 1000
     eval_every: int = 1                # test accuracy every n epochs (and always after the last one)
@@ -126,7 +126,8 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
     """
     device = resolve_device(cfg.device)
     model.to(device)
-    if cfg.channels_last:
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cpu"
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -151,20 +152,24 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
             group["lr"] = cfg.lr_at(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         model.train()
-        loss_sum = correct = count = 0.0
+        # Running sums stay on the device: reading them every step would make the CPU wait for the GPU.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        count = 0
         for x, y in train_batches(epoch, gen):
-            if cfg.channels_last:
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             out = model(x)
             loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.item() * len(y)
-            correct += (out.argmax(1) == y).sum().item()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (out.argmax(1) == y).sum()
             count += len(y)
         if count == 0:
             raise ValueError("the training data yielded no batch: is the training set empty?")
+        loss_sum, correct = loss_sum.item(), correct.item()
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"training loss became {loss_sum} at epoch {epoch + 1}: lower the lr")
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
