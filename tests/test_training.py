@@ -56,8 +56,10 @@ def test_channels_last_by_default_on_cpu_only(channels_last, expected):
     model = tiny_model()
     train(model, tiny_data(), replace(CFG, epochs=1, channels_last=channels_last, device="cpu"), progress=False)
     weight = model.features[0][0].weight
-    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous() if expected \
-        else weight.is_contiguous()
+    if expected:
+        assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    else:
+        assert weight.is_contiguous()
 
 
 def test_lr_schedule():

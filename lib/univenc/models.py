@@ -43,6 +43,11 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+def _signed_bank(filters: torch.Tensor, cin: int) -> torch.Tensor:
+    """The naive block's depthwise weight (10 Cin, 1, k, k): [f1..f5, -f1..-f5] for each input channel."""
+    return torch.cat([filters, -filters])[:, None].repeat(cin, 1, 1, 1)
+
+
 class NaiveFactorizedBlock(nn.Module):
     """Appendix B.2 written literally: frozen depthwise conv with K = 10 filters (f1..f5, -f1..-f5) per input
     channel -> ReLU -> BatchNorm(affine=False) -> learned 1x1 conv (Cout x 10 Cin). Reference for tests and
@@ -51,9 +56,8 @@ class NaiveFactorizedBlock(nn.Module):
     def __init__(self, cin: int, cout: int, filters: torch.Tensor):
         super().__init__()
         n, k, _ = filters.shape
-        bank = torch.cat([filters, -filters])[:, None]  # (10, 1, k, k)
         self.depthwise = nn.Conv2d(cin, 2 * n * cin, k, padding=k // 2, groups=cin, bias=False)
-        self.depthwise.weight.data.copy_(bank.repeat(cin, 1, 1, 1))
+        self.depthwise.weight.data.copy_(_signed_bank(filters, cin))
         self.depthwise.weight.requires_grad_(False)
         self.bn = nn.BatchNorm2d(2 * n * cin, affine=False)
         self.pointwise = nn.Conv2d(2 * n * cin, cout, 1, bias=False)
@@ -132,8 +136,8 @@ class FactorizedBlock(nn.Module):
     def relu_responses(self, x):
         """The naive block's depthwise conv + ReLU: (N, 10 Cin, H, W), channel c*10 + j for filter j of
         [f1..f5, -f1..-f5] on input channel c."""
-        bank = torch.cat([self.filters, -self.filters])[:, None].repeat(self.cin, 1, 1, 1)
-        return F.relu(F.conv2d(x, bank.to(x.dtype), padding=self.k // 2, groups=self.cin))
+        bank = _signed_bank(self.filters.to(x.dtype), self.cin)
+        return F.relu(F.conv2d(x, bank, padding=self.k // 2, groups=self.cin))
 
     def forward(self, x):
         bn = self.bn
