@@ -1,4 +1,6 @@
-"""Spatial covariance, eigen-images and the universality score."""
+"""Spatial covariance, eigen-images, the universality score, and each layer's input map size."""
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,8 +8,8 @@ import torch
 import torchvision
 from torch import nn
 
-from univenc.spatial import (random_init_weights, spatial_covariance, spatial_eigenvectors, spatial_report,
-                             spatial_similarity, to_common_grid)
+from univenc.spatial import (PADDING_STATUS, layer_input_sizes, random_init_weights, spatial_covariance,
+                             spatial_eigenvectors, spatial_report, spatial_similarity, to_common_grid)
 
 
 def planted_weight(images, scales, n_filters=4000, seed=0):
@@ -99,3 +101,64 @@ def test_non_finite_weight_is_rejected():
     w[1, 1, 1, 1] = float("inf")
     with pytest.raises(ValueError, match="non-finite"):
         spatial_covariance(w)
+
+
+def _tiny_net_with_a_1x1_map():
+    """Input 4x4 -> conv (map 4) -> pool -> conv (map 2) -> pool -> conv (map 1) -> linear."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(16, 2))
+
+
+def _train_briefly(net, seed, steps=40):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(64, 3, 4, 4, generator=g), torch.randint(2, (64,), generator=g)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net
+
+
+def test_a_conv_on_a_1x1_map_looks_universal_but_is_flagged_padding_dominated():
+    init = _tiny_net_with_a_1x1_map()
+    w0 = init[6].weight.detach().clone()
+    a, b = (_train_briefly(copy.deepcopy(init), seed) for seed in (1, 2))
+    for net in (a, b):  # on a 1x1 map only the centre tap sees data: the other 8 taps never move
+        w = net[6].weight.detach()
+        assert not torch.equal(w[:, :, 1, 1], w0[:, :, 1, 1])
+        off_centre = torch.ones(3, 3, dtype=torch.bool)
+        off_centre[1, 1] = False
+        assert torch.equal(w[:, :, off_centre], w0[:, :, off_centre])
+    # the current statistic calls the two trainings (different data) most similar at that layer, far above
+    # the null of two random-init weights (about 0.47) and above the layer that sees a 4x4 map ...
+    def score(i):
+        return spatial_similarity(spatial_eigenvectors(a[i].weight)[1], spatial_eigenvectors(b[i].weight)[1])
+    null = np.mean([spatial_similarity(spatial_eigenvectors(random_init_weights((16, 8, 3, 3), 2 * s))[1],
+                                       spatial_eigenvectors(random_init_weights((16, 8, 3, 3), 2 * s + 1))[1])
+                    for s in range(10)])
+    assert score(6) > 0.9 and score(6) > score(0) and score(6) > null + 0.3
+    # ... and the report flags exactly the layers whose map is not larger than k
+    report = spatial_report(a, input_size=(3, 4, 4))
+    assert report["map"].tolist() == [4, 2, 1]
+    assert (report.status == PADDING_STATUS).tolist() == [False, True, True]
+
+
+def test_vgg11_map_sizes_and_flags_for_k_3_5_7():
+    from univenc.models import VGG
+    for k, flagged in ((3, [7, 8]), (5, [5, 6, 7, 8]), (7, [5, 6, 7, 8])):
+        report = spatial_report(VGG(kernel_size=k, width=0.125), input_size=(3, 32, 32))
+        assert report["map"].tolist() == [32, 16, 8, 8, 4, 4, 2, 2]
+        assert [i + 1 for i in np.flatnonzero(report.status == PADDING_STATUS)] == flagged, k
+
+
+def test_map_sizes_unknown_and_impossible_inputs():
+    net = _tiny_net_with_a_1x1_map()
+    report = spatial_report(net)  # no input size known: no layer is flagged
+    assert report["map"].isna().all() and PADDING_STATUS not in set(report.status)
+    with pytest.raises(ValueError, match=r"cannot take an input of size \(3, 8, 8\)"):
+        layer_input_sizes(net, (3, 8, 8))  # the linear head expects a 1x1 map
+    with pytest.raises(ValueError, match="input_size must be"):
+        layer_input_sizes(net, (4, 4))

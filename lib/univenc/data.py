@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "DatasetNotFoundError", "data_root", "load_dataset", "Task", "load_task", "TaskData",
+    "DatasetNotFoundError", "MissingDatasetsError", "data_root", "load_dataset", "ensure_datasets",
+    "REQUIRED_DATASETS", "OPTIONAL_DATASETS", "Task", "load_task", "TaskData",
     "random_labels", "limit_per_class", "select_classes", "cifar100_halves",
     "load_downsampled_imagenet", "image_folder", "DATASETS",
 ]
@@ -36,10 +37,17 @@ EXPECTED_FILES = {
 }
 DATASETS = tuple(EXPECTED_FILES)
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10}
+# What a reproduction cannot do without, and what only adds figures' rows when present.
+REQUIRED_DATASETS = ("cifar10", "mnist")
+OPTIONAL_DATASETS = ("cifar100",)
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not in the data root and could not be downloaded."""
+
+
+class MissingDatasetsError(DatasetNotFoundError):
+    """Required datasets are missing and could not be downloaded; the message lists every one."""
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -57,14 +65,22 @@ def is_available(name: str, root=None) -> bool:
     return all((root / f).exists() for f in EXPECTED_FILES[name])
 
 
+def _missing_files(name: str, root: Path) -> list[str]:
+    return [f for f in EXPECTED_FILES[name] if not (root / f).exists()]
+
+
+def _remedies(root: Path, names) -> str:
+    folders = ", ".join(f"{root}/{EXPECTED_FILES[n][0].split('/')[0]}/" for n in names)
+    return (f"Remedies: (1) connect to the internet and rerun: torchvision downloads the files into {root}; or "
+            f"(2) copy the files there yourself ({folders}, torchvision's format), or point UNIVENC_DATA at a "
+            f"folder that has them.")
+
+
 def _not_found(name: str, root: Path, cause: BaseException | None) -> DatasetNotFoundError:
-    missing = [f for f in EXPECTED_FILES[name] if not (root / f).exists()]
     why = f" The download failed: {type(cause).__name__}: {cause}." if cause is not None else ""
     return DatasetNotFoundError(
-        f"Dataset '{name}' is not in the data root {root} (missing: {', '.join(missing)}).{why}\n"
-        f"Remedies: (1) connect to the internet and rerun: torchvision downloads it into {root}; or "
-        f"(2) copy the files there yourself: {root}/{EXPECTED_FILES[name][0].split('/')[0]}/... "
-        f"(torchvision's format), or point UNIVENC_DATA at a folder that has them.")
+        f"Dataset '{name}' is not in the data root {root} (missing: {', '.join(_missing_files(name, root))})."
+        f"{why}\n{_remedies(root, [name])}")
 
 
 def _torchvision_dataset(name: str, train: bool, root: Path, download: bool):
@@ -106,6 +122,40 @@ def load_dataset(name: str, train: bool = True, root=None, download: bool = True
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
     labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
     return images, labels
+
+
+def ensure_datasets(required=REQUIRED_DATASETS, optional=OPTIONAL_DATASETS, root=None,
+                    download: bool = True) -> dict[str, str]:
+    """Make sure every dataset is in the data root before any training: download what is missing with
+    torchvision's own download, and stop with one error that lists every missing required dataset.
+
+    Returns {name: "present" | "downloaded" | "skipped (optional): ..."}. Raises :class:`MissingDatasetsError`
+    naming each missing required dataset and its files, the optional ones skipped, and both remedies."""
+    root = data_root(root)
+    status, failed = {}, {}
+    for name in (*required, *optional):
+        if is_available(name, root):
+            status[name] = "present"
+            continue
+        try:
+            for train in (True, False):
+                _torchvision_dataset(name, train, root, download)
+            status[name] = "downloaded"
+        except DatasetNotFoundError as err:
+            failed[name] = err.__cause__
+            status[name] = "missing" if name in required else "skipped (optional): not in the data root"
+    missing = [n for n in required if n in failed]
+    if missing:
+        lines = [f"Required datasets are missing from the data root {root} and could not be downloaded:"]
+        for name in failed:
+            kind = "required" if name in missing else "optional, skipped"
+            cause = failed[name]
+            why = f" (download failed: {type(cause).__name__}: {' '.join(str(cause).split())[:240]})" \
+                if cause is not None else ""
+            lines.append(f"  - {name} [{kind}]: {', '.join(_missing_files(name, root))}{why}")
+        lines.append(_remedies(root, list(failed)))
+        raise MissingDatasetsError("\n".join(lines))
+    return status
 
 
 # --------------------------------------------------------------------------- task variants (pure, seeded)
@@ -175,6 +225,11 @@ class Task:
     @property
     def dataset(self) -> str:
         return TASKS[self.name][0]
+
+    @property
+    def input_size(self) -> tuple:
+        """(C, H, W) of the task's images as the networks see them."""
+        return (3, 224, 224) if self.dataset == "imagenet" else (3, 32, 32)
 
 
 @dataclass
@@ -274,12 +329,12 @@ def main(argv=None):
     p.add_argument("--root", default=None)
     p.add_argument("--download", action="store_true", help="download missing files with torchvision")
     args = p.parse_args(argv)
-    for name in DATASETS:
-        try:
-            x, _ = load_dataset(name, True, args.root, download=args.download)
-            print(f"{name}: {tuple(x.shape)} in {data_root(args.root)}")
-        except DatasetNotFoundError as err:
-            print(f"{name}: absent. {str(err).splitlines()[0]}")
+    try:
+        status = ensure_datasets(root=args.root, download=args.download)
+    except MissingDatasetsError as err:
+        raise SystemExit(f"[univenc] {err}") from None
+    for name, state in status.items():
+        print(f"{name}: {state} ({data_root(args.root)})")
 
 
 if __name__ == "__main__":

@@ -21,14 +21,14 @@ from .alignment import analysed_layers
 from .covariance import truncate_layer, weight_spectrum
 from .data import data_root, load_dataset
 from .similarity import compare
-from .spatial import (canonical_filters, conv_weights, random_init_weights, spatial_eigenvectors,
-                      spatial_similarity)
+from .spatial import (conv_weights, layer_maps, mean_spatial_covariance, padding_dominated, random_init_weights,
+                      spatial_eigenvectors, spatial_similarity)
 from .storage import load_checkpoint, save_torch
 from .training import evaluate, tensor_batches
 from .zoo import (PAIRS, ZOO_BY_NAME, build_model, checkpoint_path, get_preset, load_net,
                   load_task_for)
 
-__all__ = ["trained", "spatial_layers", "spatial_score_table", "first_layer_table", "probe_batches",
+__all__ = ["trained", "spatial_layers", "spatial_maps", "spatial_score_table", "first_layer_table", "probe_batches",
            "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
            "random_init_net", "results_dir", "null_comparison", "layer_ranks_random"]
 
@@ -47,6 +47,12 @@ def spatial_layers(model):
     return [spatial_eigenvectors(m.weight) for _, m in conv_weights(model) if m.kernel_size[0] > 1]
 
 
+def spatial_maps(model) -> list:
+    """Input map side of each k x k conv layer, in the order of :func:`spatial_layers` (NaN when unknown)."""
+    maps = layer_maps(model)
+    return [maps[name] for name, m in conv_weights(model) if m.kernel_size[0] > 1]
+
+
 def _null_scores(shape_a, shape_b, seeds, n=5, grid="resample"):
     out = []
     for s in range(seeds):
@@ -59,35 +65,45 @@ def _null_scores(shape_a, shape_b, seeds, n=5, grid="resample"):
 def spatial_score_table(names, preset, root=None, n: int = 5, grid: str = "resample") -> pd.DataFrame:
     """Spatial universality score (:func:`univenc.spatial.spatial_similarity`) between every pair of the
     networks ``names``, layer by layer, with its null on random-init weights of the same shapes
-    (``preset.null_seeds`` seeds). Columns: net_a, net_b, layer (1-based), score, null_mean, null_std."""
+    (``preset.null_seeds`` seeds). Columns: net_a, net_b, layer (1-based), k_a, k_b, map_a, map_b (input map
+    side), padded (the layer's map is not larger than k in either network), score, null_mean, null_std."""
     p = get_preset(preset)
     nets = {name: load_net(name, p, root) for name in trained(names, p, root)}
     eig = {name: spatial_layers(m) for name, m in nets.items()}
+    maps = {name: spatial_maps(m) for name, m in nets.items()}
     shapes = {name: [tuple(m.weight.shape) for _, m in conv_weights(net)] for name, net in nets.items()}
     rows = []
     for a, b in itertools.combinations(nets, 2):
         for layer, ((_, ea), (_, eb)) in enumerate(zip(eig[a], eig[b]), start=1):
             null = _null_scores(shapes[a][layer - 1], shapes[b][layer - 1], p.null_seeds, n, grid)
-            rows.append(dict(net_a=a, net_b=b, layer=layer, score=spatial_similarity(ea, eb, n, grid),
-                             null_mean=null.mean(), null_std=null.std()))
+            k_a, k_b, map_a, map_b = ea.shape[-1], eb.shape[-1], maps[a][layer - 1], maps[b][layer - 1]
+            rows.append(dict(net_a=a, net_b=b, layer=layer, k_a=k_a, k_b=k_b, map_a=map_a, map_b=map_b,
+                             padded=padding_dominated(map_a, k_a) or padding_dominated(map_b, k_b),
+                             score=spatial_similarity(ea, eb, n, grid), null_mean=null.mean(), null_std=null.std()))
     return pd.DataFrame(rows)
 
 
 def first_layer_table(names, preset, root=None, n: int = 5) -> pd.DataFrame:
-    """Within each network: score of layer 1 against the deeper layers' common eigenvectors, beside the mean
-    pairwise score among the deeper layers. Columns: net, first_vs_deeper, deeper_vs_deeper, null_mean."""
+    """Within each network: score of layer 1 against the common eigenvectors of the deeper layers whose input
+    map is larger than k, beside the mean pairwise score among those layers. Columns: net, first_vs_deeper,
+    deeper_vs_deeper, null_mean, deeper_layers (1-based, counted), excluded_layers (padding-dominated)."""
     p = get_preset(preset)
     rows = []
     for name in trained(names, p, root):
         net = load_net(name, p, root)
         layers = spatial_layers(net)
-        _, common = canonical_filters([net], n=n)
-        deeper = [spatial_similarity(layers[i][1], layers[j][1], n)
-                  for i, j in itertools.combinations(range(1, len(layers)), 2)]
+        maps = spatial_maps(net)
+        k = layers[0][1].shape[-1]
+        counted = [i for i in range(1, len(layers)) if not padding_dominated(maps[i], k)]
+        weights = [m.weight for _, m in conv_weights(net) if m.kernel_size[0] > 1]
+        common = spatial_eigenvectors(covariance=mean_spatial_covariance([weights[i] for i in counted]))[1]
+        deeper = [spatial_similarity(layers[i][1], layers[j][1], n) for i, j in itertools.combinations(counted, 2)]
         shape = tuple(conv_weights(net)[0][1].weight.shape)
         rows.append(dict(net=name, first_vs_deeper=spatial_similarity(layers[0][1], common, n),
                          deeper_vs_deeper=float(np.mean(deeper)),
-                         null_mean=float(_null_scores(shape, shape, p.null_seeds, n).mean())))
+                         null_mean=float(_null_scores(shape, shape, p.null_seeds, n).mean()),
+                         deeper_layers=[i + 1 for i in counted],
+                         excluded_layers=[i + 1 for i in range(1, len(layers)) if i not in counted]))
     return pd.DataFrame(rows)
 
 

@@ -11,7 +11,7 @@ from .data import REPO_ROOT
 
 __all__ = ["FIGURES_DIR", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
            "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
-           "plot_spatial_grid"]
+           "plot_spatial_grid", "empty_figure"]
 
 FIGURES_DIR = REPO_ROOT / "figures"
 
@@ -27,15 +27,36 @@ def save_figure(fig, name: str, preset: str, out_dir=None) -> list[Path]:
     return paths
 
 
-def _show_image(ax, img, vmax=None):
+def _show_image(ax, img, vmax=None, alpha=1.0):
     v = vmax or np.abs(img).max() or 1.0
-    ax.imshow(img, cmap="RdBu_r", vmin=-v, vmax=v)
+    ax.imshow(img, cmap="RdBu_r", vmin=-v, vmax=v, alpha=alpha)
     ax.set_xticks([]), ax.set_yticks([])
 
 
-def plot_raw_filters(model, n: int = 16, title: str = ""):
-    """Fig. 5: the raw k x k filters of each conv layer, first ``n`` output (rows) x ``n`` input channels."""
+def empty_figure(message: str):
+    """A small figure that says why there is nothing to plot (an empty selection must not crash a notebook)."""
+    fig = plt.figure(figsize=(5, 1.2))
+    fig.text(0.5, 0.5, f"nothing to show: {message}", ha="center", va="center", fontsize=9)
+    return fig
+
+
+PADDED_ALPHA = 0.3  # padding-dominated layers (input map <= k) are drawn faded, not hidden
+
+
+def _layer_label(layer: int, map_size, k: int) -> tuple[str, str]:
+    """Label of a layer with its input map, and its colour: grey when the map is not larger than k."""
+    if map_size is None or np.isnan(map_size):
+        return f"layer {layer}", "k"
+    padded = map_size <= k
+    return f"layer {layer}\n{map_size}×{map_size}" + (" (pad)" if padded else ""), "0.55" if padded else "k"
+
+
+def plot_raw_filters(model, n: int = 16, title: str = "", maps=None):
+    """Fig. 5: the raw k x k filters of each conv layer, first ``n`` output (rows) x ``n`` input channels.
+    ``maps``: input map side per layer (``univenc.experiments.spatial_maps``); layers whose map is not larger
+    than k are faded and labelled "(pad)"."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1]
+    maps = list(maps) if maps is not None else [None] * len(convs)
     fig, axes = plt.subplots(2, (len(convs) + 1) // 2, figsize=(3.2 * ((len(convs) + 1) // 2), 6.8), squeeze=False)
     for ax, (i, conv) in zip(axes.flat, enumerate(convs)):
         w = conv.weight.detach().cpu().numpy()[:n, :n]
@@ -45,8 +66,9 @@ def plot_raw_filters(model, n: int = 16, title: str = ""):
             for c in range(ci):
                 f = w[o, c]
                 canvas[o * (k + 1):o * (k + 1) + k, c * (k + 1):c * (k + 1) + k] = f / (np.abs(f).max() or 1)
-        ax.imshow(canvas, cmap="RdBu_r", vmin=-1, vmax=1)
-        ax.set_title(f"layer {i + 1}", fontsize=8)
+        label, color = _layer_label(i + 1, maps[i], k)
+        ax.imshow(canvas, cmap="RdBu_r", vmin=-1, vmax=1, alpha=PADDED_ALPHA if color != "k" else 1.0)
+        ax.set_title(label.replace("\n", " "), fontsize=8, color=color)
         ax.set_xticks([]), ax.set_yticks([])
     for ax in list(axes.flat)[len(convs):]:
         ax.axis("off")
@@ -142,6 +164,8 @@ def plot_training_curves(logs: dict):
 
 def plot_image_grid(images: dict, n: int = 8):
     """A few uint8 images (N, 3, H, W) per dataset, one row each."""
+    if not images:
+        return empty_figure("no dataset is in the data root")
     fig, axes = plt.subplots(len(images), n, figsize=(n * 0.9, len(images) * 1.0), squeeze=False)
     for i, (name, x) in enumerate(images.items()):
         for j in range(n):
@@ -151,10 +175,15 @@ def plot_image_grid(images: dict, n: int = 8):
     return fig
 
 
-def plot_spatial_grid(nets: dict, n: int = 5, title: str = ""):
+def plot_spatial_grid(nets: dict, n: int = 5, title: str = "", maps: dict | None = None):
     """Fig. 1 layout: one row per layer, one block of ``n`` eigen-images per network; the first layer's row
     is set apart (it differs). ``nets[label]`` is a list, per layer, of (eigenvalues, eigen-images (m, k, k))
-    as returned by ``univenc.experiments.spatial_layers``. Titles give each eigenvector's variance fraction."""
+    as returned by ``univenc.experiments.spatial_layers``. Titles give each eigenvector's variance fraction.
+    ``maps[label]``: input map side per layer (``univenc.experiments.spatial_maps``), written beside each
+    layer; layers whose map is not larger than k are faded and labelled "(pad)"."""
+    if not nets:
+        return empty_figure("no trained network in this selection")
+    maps = maps or {}
     labels = list(nets)
     n_layers = max(len(v) for v in nets.values())
     ncol = len(labels) * (n + 1) - 1
@@ -162,16 +191,20 @@ def plot_spatial_grid(nets: dict, n: int = 5, title: str = ""):
     grid = fig.add_gridspec(n_layers + 1, ncol, height_ratios=[1, 0.25] + [1] * (n_layers - 1),
                             width_ratios=([1] * n + [0.3]) * (len(labels) - 1) + [1] * n, hspace=0.45, wspace=0.1)
     for b, label in enumerate(labels):
+        net_maps = maps.get(label) or [None] * len(nets[label])
         for layer, (vals, vecs) in enumerate(nets[label]):
             row = 0 if layer == 0 else layer + 1
+            text, color = _layer_label(layer + 1, net_maps[layer], vecs.shape[-1])
             for j in range(min(n, len(vecs))):
                 ax = fig.add_subplot(grid[row, b * (n + 1) + j])
-                _show_image(ax, vecs[j])
-                ax.set_title(f"{vals[j] / vals.sum():.2f}", fontsize=5, pad=1)
-                if j == 0 and b == 0:
-                    ax.set_ylabel(f"layer {layer + 1}", fontsize=7)
+                _show_image(ax, vecs[j], alpha=PADDED_ALPHA if color != "k" else 1.0)
+                ax.set_title(f"{vals[j] / vals.sum():.2f}", fontsize=5, pad=1, color=color)
+                if j == 0:
+                    ax.set_ylabel(text if b == 0 else text.split("\n", 1)[-1], fontsize=6, color=color)
             if layer == 0:
                 fig.text((b * (n + 1) + n / 2) / ncol * 0.86 + 0.07, 0.985 - 0.4 / (0.72 * n_layers + 1.3), label,
                          ha="center", fontsize=8, weight="bold")
+    if any(maps.values()):
+        title += "\n(beside each layer: its input map; faded \"(pad)\": map ≤ k, padding-dominated)"
     fig.suptitle(title, fontsize=10, y=1.0 + 0.25 / (0.72 * n_layers + 1.3))
     return fig

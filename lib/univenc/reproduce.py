@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .data import REPO_ROOT
+from .data import REPO_ROOT, MissingDatasetsError, ensure_datasets
 from .zoo import get_preset
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -35,10 +35,16 @@ def _failing_cell(path: Path) -> str:
 
 def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, analysis_only: bool = False,
         only=None) -> float:
-    """Execute the notebooks in order; returns the total wall time. Raises SystemExit(1) on a failure."""
+    """Execute the notebooks in order; returns the total wall time. Raises SystemExit(1) on a failure.
+
+    Before any notebook (unless ``analysis_only``), every dataset is fetched into the data root; a required one
+    that cannot be had stops the run with :class:`univenc.data.MissingDatasetsError` before any training."""
     import papermill as pm
 
     p = get_preset(preset).name
+    if not analysis_only:
+        status = ensure_datasets(root=data_root)
+        print("[reproduce] data: " + ", ".join(f"{n} {s}" for n, s in status.items()), flush=True)
     out_dir = Path(out_dir or REPO_ROOT / "runs" / p)
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"preset": p}
@@ -75,7 +81,11 @@ def main(argv=None):
     ap.add_argument("--analysis-only", action="store_true", help="skip data and training notebooks")
     ap.add_argument("--only", nargs="*", help="notebook stems to run, e.g. 02_spatial_eigenvectors")
     args = ap.parse_args(argv)
-    run(args.preset, args.data_root, args.figures_dir, args.out_dir, args.analysis_only, args.only)
+    try:
+        run(args.preset, args.data_root, args.figures_dir, args.out_dir, args.analysis_only, args.only)
+    except MissingDatasetsError as err:  # one message, no traceback: it says what to do
+        print(f"[reproduce] stopped before any training.\n{err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

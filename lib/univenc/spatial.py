@@ -15,7 +15,13 @@ from torch import nn
 
 __all__ = ["spatial_covariance", "spatial_eigenvectors", "spatial_report", "spatial_similarity",
            "to_common_grid", "mean_spatial_covariance", "random_init_weights", "conv_weights",
-           "canonical_filters", "save_filters"]
+           "canonical_filters", "save_filters", "layer_input_sizes", "default_input_size", "padding_dominated",
+           "PADDING_STATUS", "layer_maps"]
+
+# A k x k filter on a map not larger than k mostly multiplies the zero padding: on a 1x1 map only the centre
+# tap ever sees data, so only the centre tap trains and the spatial covariance is "centre pixel + init noise",
+# whatever the data. Such layers are shown (greyed) but kept out of every spatial claim.
+PADDING_STATUS = "map ≤ k: padding-dominated"
 
 
 def _as_float64(weight) -> np.ndarray:
@@ -67,17 +73,78 @@ def conv_weights(model: nn.Module):
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
-def spatial_report(model: nn.Module, n_top=(1, 3, 5)) -> pd.DataFrame:
-    """One row per Conv2d layer: name, k, Cout, Cin, groups, status, eigenvalue spectrum (normalised to sum 1)
-    and the fraction of variance in the top 1/3/5 eigenvectors.
+def default_input_size(model: nn.Module):
+    """The (C, H, W) input a model was built for, when it says: ``model.input_size`` (set on the zoo's
+    networks from their dataset) or timm's ``pretrained_cfg["input_size"]``; else None."""
+    size = getattr(model, "input_size", None)
+    if size is None:
+        size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+    return tuple(size) if size is not None else None
 
-    Grouped and depthwise convs are analysed per group: their weight (Cout, Cin/groups, k, k) holds one filter
-    per (output, input) pair within a group, exactly the filters the covariance averages over. 1x1 convs are
-    reported with status "1x1: no spatial structure". Frozen convs (no gradient) are flagged."""
+
+def layer_input_sizes(model: nn.Module, input_size) -> dict[str, tuple[int, int]]:
+    """Height and width of the input map of every ``nn.Conv2d`` of ``model``, from one forward pass of a zero
+    probe of shape (1, C, H, W). ``input_size``: (C, H, W), or an int H for a 3-channel H x H image.
+
+    Returns {layer name: (H, W)} for every conv the forward pass reaches."""
+    if isinstance(input_size, int):
+        input_size = (3, input_size, input_size)
+    if len(tuple(input_size)) != 3:
+        raise ValueError(f"input_size must be (C, H, W) or an int H, got {input_size!r}")
+    sizes = {}
+
+    def record(name):
+        def hook(module, args):  # returns None: the module's input is left as it is
+            sizes.setdefault(name, tuple(args[0].shape[-2:]))
+        return hook
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in conv_weights(model)]
+    param = next(model.parameters(), None)
+    probe = torch.zeros(1, *input_size, dtype=param.dtype if param is not None else torch.float32,
+                        device=param.device if param is not None else "cpu")
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(probe)
+    except Exception as err:  # any failure of the probe means this size does not fit the model
+        raise ValueError(f"{type(model).__name__} cannot take an input of size {tuple(input_size)} "
+                         f"({type(err).__name__}: {err}). Pass the input_size (C, H, W) it was trained on.") from err
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return sizes
+
+
+def layer_maps(model: nn.Module, input_size=None) -> dict:
+    """{conv layer name: smaller side of its input map} for every ``nn.Conv2d`` (NaN where unknown).
+    ``input_size`` as in :func:`layer_input_sizes`; default :func:`default_input_size` (None: all unknown)."""
+    input_size = input_size if input_size is not None else default_input_size(model)
+    sizes = layer_input_sizes(model, input_size) if input_size is not None else {}
+    return {name: min(sizes[name]) if name in sizes else np.nan for name, _ in conv_weights(model)}
+
+
+def padding_dominated(map_size, k: int) -> bool:
+    """True when a k x k filter's input map (its smaller side) is not larger than k."""
+    return map_size is not None and not np.isnan(map_size) and map_size <= k
+
+
+def spatial_report(model: nn.Module, input_size=None, n_top=(1, 3, 5)) -> pd.DataFrame:
+    """One row per Conv2d layer: name, k, Cout, Cin, groups, map (the smaller side of the layer's input map),
+    status, eigenvalue spectrum (normalised to sum 1) and the fraction of variance in the top 1/3/5
+    eigenvectors.
+
+    input_size : (C, H, W) of the model's input, or an int H (3 x H x H); default :func:`default_input_size`
+        (the zoo's networks know their dataset's). Unknown: the map column is NaN and no layer is flagged.
+    Layers whose input map is not larger than k get the status ``PADDING_STATUS`` (their spectrum is still
+    given). Grouped and depthwise convs are analysed per group: their weight (Cout, Cin/groups, k, k) holds one
+    filter per (output, input) pair within a group, exactly the filters the covariance averages over. 1x1
+    convs are reported with status "1x1: no spatial structure". Frozen convs (no gradient) are flagged."""
+    maps = layer_maps(model, input_size)
     rows = []
     for name, m in conv_weights(model):
         k = m.kernel_size[0]
-        row = dict(layer=name, k=k, Cout=m.out_channels, Cin=m.in_channels, groups=m.groups,
+        row = dict(layer=name, k=k, Cout=m.out_channels, Cin=m.in_channels, groups=m.groups, map=maps[name],
                    trainable=m.weight.requires_grad)
         if m.kernel_size[0] != m.kernel_size[1]:
             row["status"] = f"skipped: non-square kernel {m.kernel_size}"
@@ -87,6 +154,8 @@ def spatial_report(model: nn.Module, n_top=(1, 3, 5)) -> pd.DataFrame:
             vals, _ = spatial_eigenvectors(m.weight)
             frac = vals / vals.sum()
             row["status"] = "analysed" if m.groups == 1 else f"analysed per group ({m.groups} groups)"
+            if padding_dominated(row["map"], k):
+                row["status"] = PADDING_STATUS
             row["spectrum"] = frac
             for n in n_top:
                 row[f"top{n}"] = float(frac[:n].sum())
@@ -157,14 +226,17 @@ def random_init_weights(shape, seed: int) -> torch.Tensor:
 def canonical_filters(models, n: int = 5, first_layer: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The universal spatial filters f1..fn of one or more trained networks: eigen-images of the mean
     trace-normalised spatial covariance of their conv layers with index >= ``first_layer`` (0-based: the first
-    layer is left out, it differs). All those layers must share one k. Returns (eigenvalues (k^2,),
+    layer is left out, it differs), leaving out padding-dominated layers when the model's input size is known
+    (:func:`default_input_size`). All those layers must share one k. Returns (eigenvalues (k^2,),
     filters (n, k, k))."""
     weights = []
     for model in models:
-        convs = [m.weight for _, m in conv_weights(model) if m.groups == 1 and m.kernel_size[0] > 1]
-        weights += convs[first_layer:]
+        maps = layer_maps(model)
+        convs = [(name, m) for name, m in conv_weights(model) if m.groups == 1 and m.kernel_size[0] > 1]
+        weights += [m.weight for name, m in convs[first_layer:] if not padding_dominated(maps[name], m.kernel_size[0])]
     if not weights:
-        raise ValueError("no k x k conv layer past the first: cannot estimate spatial filters")
+        raise ValueError("no k x k conv layer past the first whose input map is larger than k: cannot estimate "
+                         "spatial filters")
     vals, vecs = spatial_eigenvectors(covariance=mean_spatial_covariance(weights))
     return vals, vecs[:n]
 

@@ -165,9 +165,11 @@ def build_model(spec: NetSpec, preset, num_classes: int, filters=None) -> VGG:
     factorized = spec.arch == "factorized"
     if factorized and filters is None:
         filters = canonical_spatial_filters()
-    return VGG(num_classes=num_classes, kernel_size=spec.kernel_size, width=p.width,
-               batchnorm=spec.recipe != "random_fig1b", head=spec.head, factorized=factorized,
-               filters=filters, init=p.fig1b_init if spec.recipe == "random_fig1b" else "default")
+    model = VGG(num_classes=num_classes, kernel_size=spec.kernel_size, width=p.width,
+                batchnorm=spec.recipe != "random_fig1b", head=spec.head, factorized=factorized,
+                filters=filters, init=p.fig1b_init if spec.recipe == "random_fig1b" else "default")
+    model.input_size = spec.task.input_size  # map sizes of its layers (univenc.spatial.spatial_report)
+    return model
 
 
 def train_config(spec: NetSpec, preset) -> TrainConfig:
@@ -273,6 +275,8 @@ def load_net(name: str, preset="auto", root=None, checkpoint: str = "final.pt") 
     filters = ckpt["state_dict"].get("features.0.filters") if cfg.get("factorized") else None
     model = VGG(**{**cfg, "filters": filters})
     model.load_state_dict(ckpt["state_dict"])
+    spec = ZOO_BY_NAME.get(name)
+    model.input_size = spec.task.input_size if spec is not None else (3, 32, 32)
     return model.eval()
 
 
