@@ -8,12 +8,13 @@ from univenc.reproduce import notebooks
 
 EXPECTED_FIGURES = ["data_examples", "training_curves", "fig1a_spatial_eigenvectors", "fig1b_random_labels",
                     "fig1c_datasets", "fig5_raw_filters", "fig2_alignment", "fig2_accuracy_vs_rank",
-                    "fig3_true_vs_random", "fig3_datasets", "fig4_normalized_similarity"]
+                    "fig3_true_vs_random", "fig3_datasets", "fig4_normalized_similarity",
+                    "fig6_learning_trajectories", "fig7_ablations"]
 
 
 def test_notebooks_are_numbered_parametrised_and_stripped():
     nbs = notebooks()
-    assert [nb.stem[:2] for nb in nbs] == [f"{i:02d}" for i in range(7)]
+    assert [nb.stem[:2] for nb in nbs] == [f"{i:02d}" for i in range(9)]
     for nb in nbs:
         cells = json.loads(nb.read_text())["cells"]
         tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -34,7 +35,9 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000, name
         assert (tmp_path / "figures" / f"{name}.pdf").exists(), name
     claims = json.loads((tmp_path / "figures" / "claims.json").read_text())
-    assert [c["id"] for c in claims] == list(range(1, 10))
+    assert [c["id"] for c in claims] == [1, 2, "2-all", *range(3, 12)]
     assert all(c["preset"] == "smoke" for c in claims)
     assert "| # | claim |" in (tmp_path / "figures" / "claims.md").read_text()
+    zoo = (tmp_path / "figures" / "zoo.csv").read_text()
+    assert zoo.startswith("preset,name,arch") and "vgg_k3_cifar10_random" in zoo
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(nb.name for nb in notebooks())

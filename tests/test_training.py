@@ -7,7 +7,7 @@ import torch
 from univenc.data import TaskData
 from univenc.models import VGG
 from univenc.storage import load_checkpoint, save_torch
-from univenc.training import TrainConfig, augment_batch, train
+from univenc.training import TrainConfig, augment_batch, to_float, train
 
 
 def tiny_data(n=64, seed=0):
@@ -43,7 +43,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, factorized):
         torch.testing.assert_close(resumed["state_dict"][k], full["state_dict"][k], rtol=0, atol=0)
     assert [r["epoch"] for r in resumed["log"]] == [1, 2, 3, 4]
     files = sorted(p.name for p in (tmp_path / "part").iterdir())
-    assert files == ["epoch_001.pt", "epoch_003.pt", "final.pt", "last.pt", "log.csv"]
+    assert files == ["epoch_000.pt", "epoch_001.pt", "epoch_003.pt", "final.pt", "last.pt", "log.csv"]
     ckpt = load_checkpoint(tmp_path / "part" / "final.pt")
     assert {"state_dict", "config", "log", "commit", "optimizer"} <= set(ckpt)
     assert ckpt["config"]["train"]["epochs"] == 4
@@ -109,3 +109,43 @@ def test_non_finite_loss_stops_training():
         m.classifier.weight[0, 0] = float("nan")  # as after a divergence
     with pytest.raises(FloatingPointError, match="lower the lr"):
         train(m, tiny_data(), TrainConfig(epochs=2, batch_size=16), progress=False)
+
+
+def test_epoch_0_holds_the_initial_weights_and_final_holds_the_fitted_accuracy(tmp_path):
+    init = tiny_model().state_dict()
+    data = tiny_data()
+    final = train(tiny_model(), data, replace(CFG, augment=False), tmp_path, progress=False)
+    epoch0 = load_checkpoint(tmp_path / "epoch_000.pt")
+    assert epoch0["epoch"] == 0 and epoch0["log"] == []
+    for k, v in init.items():
+        torch.testing.assert_close(epoch0["state_dict"][k], v, rtol=0, atol=0)
+    # train_eval_acc: its own training images, eval mode, no augmentation (an independent recount)
+    model = tiny_model()
+    model.load_state_dict(final["state_dict"])
+    model.eval()
+    with torch.no_grad():
+        pred = model(to_float(data.train_images)).argmax(1)
+    assert final["train_eval_acc"] == pytest.approx((pred == data.train_labels).float().mean().item())
+    assert load_checkpoint(tmp_path / "final.pt")["train_eval_acc"] == final["train_eval_acc"]
+
+
+def test_onecycle_schedule_and_optimisers():
+    cfg = TrainConfig(epochs=8, lr=0.1, schedule="onecycle")
+    lrs = [cfg.lr_at(e) for e in range(8)]
+    peak = lrs.index(max(lrs))
+    assert max(lrs) <= 0.1 and peak == 2 and all(x > 0 for x in lrs)  # epoch 2's middle is 31% of the run
+    assert lrs[:peak + 1] == sorted(lrs[:peak + 1]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)
+    assert lrs[-1] < 0.1 * max(lrs)  # down towards 0
+    assert [TrainConfig(lr=1, lr_step=2).lr_at(e) for e in range(5)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(TrainConfig(optimizer="adamw").make_optimizer(params), torch.optim.AdamW)
+    assert isinstance(TrainConfig().make_optimizer(params), torch.optim.SGD)
+    with pytest.raises(ValueError, match="schedule must be"):
+        TrainConfig(schedule="cosine")
+    with pytest.raises(ValueError, match="optimizer must be"):
+        TrainConfig(optimizer="adam")
+
+
+def test_adamw_trains():
+    out = train(tiny_model(), tiny_data(), replace(CFG, optimizer="adamw", lr=1e-3, augment=False), progress=False)
+    assert out["log"][-1]["loss"] < out["log"][0]["loss"]

@@ -2,9 +2,13 @@
 import dataclasses
 import json
 
+import pandas as pd
 import pytest
 
+from conftest import needs
 from univenc import zoo as Z
+from univenc.data import data_root
+from univenc.storage import load_checkpoint
 
 
 def test_every_network_has_its_own_init_seed():
@@ -69,3 +73,57 @@ def test_imagenet_entry_trains_from_an_image_folder(tmp_path):
     assert status.status.tolist() == ["trained"]
     net = Z.load_net("vgg_k7_imagenet", preset, root=tmp_path)
     assert net.config["kernel_size"] == 7 and net.config["num_classes"] == 2
+
+
+def test_reduced_random_label_recipes_and_the_data_budget():
+    cpu = Z.PRESETS["cpu"]
+    for name, recipe in (("vgg_k3_cifar10_random", "random_fig1b"), ("fac_cifar10_random_a", "random_fig34")):
+        spec, override = Z.ZOO_BY_NAME[name], cpu.random_label_recipes[recipe]
+        cfg = Z.train_config(spec, cpu)
+        assert (cfg.epochs, cfg.lr, cfg.schedule) == (override["epochs"], override["lr"], override["schedule"])
+        assert Z._task_for(spec, cpu).per_class == override["per_class"]
+        # the true-label networks' checkpoint epochs are saved too: trajectories can be matched by epoch
+        assert set(cpu.checkpoint_epochs) <= set(cfg.checkpoint_epochs)
+        assert max(cfg.checkpoint_epochs) < cfg.epochs
+    assert Z.train_config(Z.ZOO_BY_NAME["vgg_k3_cifar10_random"], cpu).augment is False
+    assert Z.train_config(Z.ZOO_BY_NAME["fac_cifar10_random_a"], cpu).augment is True
+    per_class = {n: Z._task_for(Z.ZOO_BY_NAME[n], cpu).per_class
+                 for n in ("fac_cifar10", "fac_cifar5", "fac_cifar100", "fac_cifar100a", "fac_mnist")}
+    assert per_class == {"fac_cifar10": 1000, "fac_cifar5": 1000, "fac_cifar100": 100, "fac_cifar100a": 200,
+                         "fac_mnist": 1000}
+    assert Z._task_for(Z.ZOO_BY_NAME["fac_cifar100"], Z.PRESETS["paper"]).per_class is None
+
+
+def test_ablation_sweep_is_declared_as_data(tmp_path):
+    spec = Z.ZOO_BY_NAME["fac_cifar10"]
+    base = Z.train_config(spec, "cpu")
+    by_name = {a.name: a for a in Z.ABLATIONS}
+    assert {a.kind for a in Z.ABLATIONS} == {"baseline", "duration", "lr", "optimizer"}
+    assert Z.ablation_config(by_name["epochs x3"], spec, "cpu").epochs == 3 * base.epochs
+    assert Z.ablation_config(by_name["epochs x1/3"], spec, "cpu").epochs == base.epochs // 3
+    assert Z.ablation_config(by_name["lr x3"], spec, "cpu").lr == pytest.approx(3 * base.lr)
+    adamw = Z.ablation_config(by_name["AdamW"], spec, "cpu")
+    assert (adamw.optimizer, adamw.lr, adamw.weight_decay, adamw.epochs) == ("adamw", 1e-3, 0.01, base.epochs)
+    paper = Z.ablation_checkpoint(by_name["baseline"], "twin_a", "paper", tmp_path)
+    assert paper == Z.checkpoint_path("fac_cifar10", "paper", tmp_path)  # at the zoo's scale: the zoo's own
+    assert "ablations" in str(Z.ablation_checkpoint(by_name["baseline"], "twin_a", "cpu", tmp_path))
+    # the random partner trains on the zoo's 100 images per class at the cpu scale too: the zoo's own network
+    assert Z.ablation_checkpoint(by_name["baseline"], "random", "cpu", tmp_path) == \
+        Z.checkpoint_path("fac_cifar10_random_a", "cpu", tmp_path)
+
+
+@needs("cifar10")
+def test_zoo_table_is_read_from_the_checkpoints(tmp_path):
+    preset = dataclasses.replace(Z.PRESETS["smoke"], random_label_recipes={
+        "random_fig1b": dict(per_class=5, epochs=2, lr=0.005, schedule="onecycle")})
+    (tmp_path / "cifar-10-batches-py").symlink_to(data_root() / "cifar-10-batches-py")  # real data, own zoo
+    Z.train_zoo(preset, only=["vgg_k3_cifar10_random"], root=tmp_path, progress=False)
+    table = Z.write_zoo_table(preset, tmp_path, tmp_path)
+    row = table.iloc[0]
+    ckpt = load_checkpoint(Z.checkpoint_path("vgg_k3_cifar10_random", preset, tmp_path))
+    assert (row["name"], row.labels, row.train_images, row.epochs, row.schedule) == \
+        ("vgg_k3_cifar10_random", "random a", 50, 2, "onecycle")
+    assert row.train_acc == ckpt["train_eval_acc"] and row.test_acc == ckpt["log"][-1]["test_acc"]
+    assert list(pd.read_csv(tmp_path / "zoo.csv").columns) == [
+        "preset", "name", "arch", "task", "labels", "train_images", "epochs", "lr", "schedule", "train_acc",
+        "test_acc", "seconds"]

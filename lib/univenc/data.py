@@ -227,6 +227,13 @@ class Task:
         return TASKS[self.name][0]
 
     @property
+    def num_classes(self) -> int:
+        classes = TASKS[self.name][1]
+        if classes is None:
+            return {"imagenet32": 1000, "imagenet": 1000}.get(self.dataset) or NUM_CLASSES[self.dataset]
+        return 50 if classes in ("a", "b") else len(classes)
+
+    @property
     def input_size(self) -> tuple:
         """(C, H, W) of the task's images as the networks see them."""
         return (3, 224, 224) if self.dataset == "imagenet" else (3, 32, 32)

@@ -252,3 +252,64 @@ def _project(net, layer, basis):
     with torch.no_grad():
         m.weight.copy_(torch.as_tensor((w @ basis) @ basis.T, dtype=m.weight.dtype).reshape(m.weight.shape))
     return out
+
+
+# --------------------------------------------------------------------------- training dynamics (Figs. 6-7)
+
+def trajectory(a: str, b: str | None, preset, root=None, progress: bool = False):
+    """:func:`univenc.trajectories.learning_trajectory` of zoo network ``a`` (and ``b`` at matching epochs),
+    cached; None when a network or its checkpoints are missing."""
+    from .trajectories import learning_trajectory, zoo_checkpoints
+
+    p = get_preset(preset)
+    names = [a] + ([b] if b else [])
+    if len(trained(names, p, root)) < len(names):
+        return None
+    paths = {n: zoo_checkpoints(n, p, root) for n in names}
+    cache = results_dir(p, root) / "trajectories" / f"{'__'.join(names)}.pt"
+    if _cache_ok(cache, [x for ps in paths.values() for x in ps]):
+        return pd.DataFrame(load_checkpoint(cache))
+    table = learning_trajectory(paths[a], paths.get(b), probe_batches(p, root) if b else None,
+                                n_draws=p.n_draws, progress=progress)
+    save_torch(table.to_dict("list"), cache)
+    return table
+
+
+def twin_trajectory(preset, root=None, a: str = "fac_cifar10", b: str = "fac_cifar10_bis"):
+    """The seed twins' trajectory (claim 10)."""
+    return trajectory(a, b, preset, root)
+
+
+def ablation_table(preset, root=None) -> pd.DataFrame | None:
+    """One row per trained setting of ``univenc.zoo.ABLATIONS``: setting, kind, test_acc (mean of the twins),
+    S_twins (mean over layers), S_twins_by_layer, S_true_random_1_3 (true vs random partner, layers 1-3).
+    None when nothing of the sweep is trained."""
+    from .zoo import ABLATIONS, ablation_checkpoint
+
+    p = get_preset(preset)
+    rows = []
+    for ab in ABLATIONS:
+        paths = {role: ablation_checkpoint(ab, role, p, root) for role in ("twin_a", "twin_b", "random")}
+        if not all(x.exists() for x in paths.values()):
+            continue
+        twins = _compare_files(paths["twin_a"], paths["twin_b"], p, root)
+        true_random = _compare_files(paths["twin_a"], paths["random"], p, root)
+        acc = [load_checkpoint(paths[r])["log"][-1]["test_acc"] for r in ("twin_a", "twin_b")]
+        rows.append(dict(setting=ab.name, kind=ab.kind, test_acc=float(np.mean(acc)), S_twins=twins.S.mean(),
+                         S_twins_by_layer=twins.S.tolist(),
+                         S_true_random_1_3=true_random[true_random.depth <= 3].S.mean()))
+    return pd.DataFrame(rows) if rows else None
+
+
+def _compare_files(path_a: Path, path_b: Path, p, root) -> pd.DataFrame:
+    """:func:`compare` table of two checkpoint files, cached beside the other comparisons."""
+    from .trajectories import load_checkpoint_model
+
+    key = f"{path_a.parent.parent.name}_{path_a.parent.name}__{path_b.parent.name}"
+    cache = results_dir(p, root) / "compare" / "ablations" / f"{key}.pt"
+    if _cache_ok(cache, [path_a, path_b]):
+        return pd.DataFrame(load_checkpoint(cache))
+    net_a, net_b = load_checkpoint_model(path_a)[0], load_checkpoint_model(path_b)[0]
+    table = compare(net_a, net_b, probe_batches(p, root), n_draws=p.n_draws, progress=False).table
+    save_torch(table.to_dict("list"), cache)
+    return table

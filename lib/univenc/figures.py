@@ -11,7 +11,7 @@ from .data import REPO_ROOT
 
 __all__ = ["FIGURES_DIR", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
            "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
-           "plot_spatial_grid", "empty_figure"]
+           "plot_spatial_grid", "empty_figure", "plot_trajectory", "plot_ablations"]
 
 FIGURES_DIR = REPO_ROOT / "figures"
 
@@ -207,4 +207,49 @@ def plot_spatial_grid(nets: dict, n: int = 5, title: str = "", maps: dict | None
     if any(maps.values()):
         title += "\n(beside each layer: its input map; faded \"(pad)\": map ≤ k, padding-dominated)"
     fig.suptitle(title, fontsize=10, y=1.0 + 0.25 / (0.72 * n_layers + 1.3))
+    return fig
+
+
+def plot_trajectory(table, stat: str, ax=None, title: str = "", run: str = "a"):
+    """A statistic of :func:`univenc.trajectories.learning_trajectory` versus epoch, one line per layer (darker:
+    deeper). Layers where the statistic is undefined at every epoch are left out."""
+    ax = ax or plt.subplots(figsize=(4.5, 3.3))[1]
+    rows = table[(table.run == run)].dropna(subset=[stat])
+    layers = list(dict.fromkeys(rows.layer))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(layers), 1)))
+    for color, (i, layer) in zip(colors, enumerate(layers, start=1)):
+        g = rows[rows.layer == layer].sort_values("epoch")
+        ax.plot(g.epoch, g[stat], "-o", ms=2.5, lw=1, color=color, label=f"layer {i}")
+    if not layers:
+        ax.text(0.5, 0.5, f"{stat}: undefined at every epoch", ha="center", va="center", transform=ax.transAxes,
+                fontsize=8)
+    ax.set_xlabel("epoch (0: initialisation)"), ax.set_ylabel(stat)
+    ax.set_title(title, fontsize=8)
+    if layers:
+        ax.legend(fontsize=5.5, ncol=2)
+    return ax
+
+
+def plot_ablations(table):
+    """Fig. 7: per setting of the sweep, the twins' test accuracy, S between the twins per layer, and S(twins)
+    beside S(true, random) over layers 1-3 (``univenc.experiments.ablation_table``)."""
+    if table is None or len(table) == 0:
+        return empty_figure("no setting of the sweep is trained")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    x = np.arange(len(table))
+    axes[0].bar(x, table.test_acc, color="0.6")
+    axes[0].set(ylabel="test accuracy (mean of the twins)")
+    colors = plt.cm.tab10(np.arange(len(table)) % 10)
+    for color, r in zip(colors, table.itertuples()):
+        axes[1].plot(range(1, len(r.S_twins_by_layer) + 1), r.S_twins_by_layer, "-o", ms=3, color=color,
+                     label=r.setting)
+    axes[1].axhline(0, color="0.5", lw=0.6)
+    axes[1].set(xlabel="layer", ylabel="S between the seed twins"), axes[1].legend(fontsize=6)
+    axes[2].bar(x - 0.2, table.S_twins, 0.4, label="twins (all layers)")
+    axes[2].bar(x + 0.2, table.S_true_random_1_3, 0.4, label="true vs random (layers 1-3)")
+    axes[2].axhline(0, color="0.5", lw=0.6)
+    axes[2].set(ylabel="S"), axes[2].legend(fontsize=6)
+    for ax in (axes[0], axes[2]):
+        ax.set_xticks(x, table.setting, rotation=30, ha="right", fontsize=7)
+    fig.tight_layout()
     return fig

@@ -1,12 +1,14 @@
 """Training recipe of Appendix B.3, readable in one sitting.
 
 SGD (momentum 0.9, no weight decay), lr divided by 10 every ``lr_step`` epochs, PyTorch's default init.
+Ablations and the reduced random-label recipes can choose a one-cycle schedule and AdamW instead.
 The training set lives in memory (on the GPU when there is one) as uint8 tensors; random crops (4-pixel zero
 padding) and horizontal flips are done on whole batches. Every random draw of epoch e comes from a generator
 seeded with (seed, e), so a run resumed from a checkpoint ends with the same weights as an uninterrupted one.
 
-Files in ``out_dir``: ``last.pt`` (resume point, every epoch), ``epoch_XXX.pt`` (the requested intermediate
-checkpoints), ``final.pt`` (when done) and ``log.csv`` (one row per epoch). All written atomically.
+Files in ``out_dir``: ``last.pt`` (resume point, every epoch), ``epoch_000.pt`` (the initial weights),
+``epoch_XXX.pt`` (the requested intermediate checkpoints), ``final.pt`` (when done; with the train accuracy
+measured in eval mode without augmentation) and ``log.csv`` (one row per epoch). All written atomically.
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
 class TrainConfig:
     epochs: int = 90
     lr: float = 0.005
-    lr_step: int = 30                  # lr /= 10 every lr_step epochs
+    lr_step: int = 30                  # schedule "step": lr /= 10 every lr_step epochs (B.3)
+    schedule: str = "step"             # or "onecycle": linear warm-up to lr over the first quarter, then to 0
+    optimizer: str = "sgd"             # "sgd" (with momentum, B.3) or "adamw"
     momentum: float = 0.9
     weight_decay: float = 0.0
     batch_size: int = 128
@@ -47,8 +51,22 @@ class TrainConfig:
     eval_every: int = 1                # test accuracy every n epochs (and always after the last one)
     extra: dict = field(default_factory=dict)  # free-form metadata stored with the checkpoint
 
+    def __post_init__(self):
+        if self.schedule not in ("step", "onecycle"):
+            raise ValueError(f"schedule must be 'step' or 'onecycle', got {self.schedule!r}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+
     def lr_at(self, epoch: int) -> float:
-        return self.lr * 0.1 ** (epoch // self.lr_step)
+        if self.schedule == "step":
+            return self.lr * 0.1 ** (epoch // self.lr_step)
+        t, warm = (epoch + 0.5) / self.epochs, 0.25  # the middle of the epoch, in [0, 1]
+        return self.lr * (t / warm if t < warm else (1 - t) / (1 - warm))
+
+    def make_optimizer(self, params):
+        if self.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -116,12 +134,14 @@ def _log_csv(rows) -> str:
 
 
 def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta: dict | None = None,
-        progress: bool = True, stop_after: int | None = None) -> dict:
+        progress: bool = True, stop_after: int | None = None, train_eval_batches=None) -> dict:
     """Train ``model`` in place; resume from ``out_dir/last.pt`` when it exists.
 
     train_batches : callable(epoch, generator) -> iterable of (x, y) batches on the model's device.
     eval_batches : callable() -> iterable of (x, y) test batches.
     stop_after : stop after this many epochs of this call (used to test interruption and resume).
+    train_eval_batches : callable() -> the training images without augmentation; the final checkpoint then
+        holds ``train_eval_acc``, the accuracy on them in eval mode (how well the labels were fitted).
     Returns the final checkpoint dict (``state_dict``, ``config``, ``log``, ``commit``, ...).
     """
     device = resolve_device(cfg.device)
@@ -130,7 +150,7 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
     if channels_last:
         model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = cfg.make_optimizer(params)
     out_dir = Path(out_dir) if out_dir is not None else None
     log, start = [], 0
     if out_dir is not None and (out_dir / "last.pt").exists():
@@ -139,11 +159,15 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         opt.load_state_dict(ckpt["optimizer"])
         log, start = ckpt["log"], ckpt["epoch"]
     config = {"train": asdict(cfg), **(meta or {})}
+    if hasattr(model, "config"):  # univenc's models describe themselves: the checkpoint rebuilds them
+        config.setdefault("model", model.config)
 
     def checkpoint(epoch):
         return {"state_dict": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "log": log,
                 "config": config, "commit": git_commit(), "torch": torch.__version__}
 
+    if out_dir is not None and start == 0:
+        save_torch(checkpoint(0), out_dir / "epoch_000.pt")  # the initial weights: epoch 0 of a trajectory
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress,
                desc=(meta or {}).get("name", "train"), leave=False)
     for epoch in bar:
@@ -189,6 +213,8 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < cfg.epochs:
             return checkpoint(epoch + 1)
     final = checkpoint(cfg.epochs)
+    if train_eval_batches is not None:
+        final["train_eval_acc"] = evaluate(model, train_eval_batches())[1]
     if out_dir is not None:
         save_torch(final, out_dir / "final.pt")
     return final
@@ -206,4 +232,7 @@ def train(model, data, cfg: TrainConfig, out_dir=None, meta=None, progress=True,
     def eval_batches():
         return tensor_batches(xte, yte, cfg.eval_batch_size, False, None, device, shuffle=False)
 
-    return fit(model, train_batches, eval_batches, cfg, out_dir, meta, progress, stop_after)
+    def train_eval_batches():
+        return tensor_batches(xtr, ytr, cfg.eval_batch_size, False, None, device, shuffle=False)
+
+    return fit(model, train_batches, eval_batches, cfg, out_dir, meta, progress, stop_after, train_eval_batches)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +23,8 @@ from .storage import load_checkpoint
 from .training import TrainConfig, train
 
 __all__ = ["NetSpec", "Preset", "PRESETS", "ZOO", "PAIRS", "get_preset", "build_model", "train_config",
-           "train_zoo", "load_net", "checkpoint_path", "zoo_dir", "available"]
+           "train_zoo", "load_net", "checkpoint_path", "zoo_dir", "available", "zoo_table", "write_zoo_table",
+           "Ablation", "ABLATIONS", "ablation_checkpoint", "train_ablations"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Preset:
     fig1b_lr: float               # random-label recipe of Fig. 1b
     per_class: int | None         # training images per class (None: all)
     random_per_class: int | None  # same, for the random-label networks
+    max_train_images: int | None = None  # at most this many training images per network (None: no cap)
     batch_size: int = 128
     max_test_images: int | None = None
     eval_every: int = 1           # epochs between test-set evaluations (the last epoch is always evaluated)
@@ -63,6 +65,10 @@ class Preset:
     n_draws: int = 5              # floor/ceiling draws of eq. 6
     null_seeds: int = 5           # random-init networks for the nulls
     fig1b_init: str = "default"   # init of the BN-free random-label network ("default" or "kaiming_relu")
+    # Reduced recipes of the random-label networks, {recipe: {per_class, and any TrainConfig field}}; a recipe not
+    # listed follows B.3 (2x / 4x the epochs, ``fig1b_lr`` / ``lr``, step schedule, ``random_per_class``).
+    random_label_recipes: dict = field(default_factory=dict)
+    ablation_per_class: int | None = None  # training images per class of the sweep (None: the zoo's)
     notes: str = ""
 
 
@@ -71,14 +77,23 @@ PRESETS = {
                     random_per_class=None, checkpoint_epochs=(1, 5, 10, 30, 60), analysis_images=10000,
                     notes="The paper's widths, epochs and full datasets (B.3). For a GPU."),
     "cpu": Preset("cpu", width=0.25, epochs=15, lr=0.02, fig1b_lr=0.002, per_class=1000, random_per_class=500,
-                  checkpoint_epochs=(1, 5), eval_every=5, analysis_images=2000, fig1b_init="kaiming_relu",
-                  notes="Quarter width, 1000 images per class, 15 epochs, lr 0.02 (see README: at this budget "
-                        "lr 0.005 leaves the weights within 0.5x of their init). The BN-free random-label network "
-                        "gets He init and lr 0.002: with PyTorch's default init its loss stays at ln 10. "
-                        "About an hour on 2 cores."),
+                  max_train_images=10000, checkpoint_epochs=(1, 2, 3, 5, 8, 11), eval_every=5, analysis_images=2000,
+                  fig1b_init="kaiming_relu", ablation_per_class=500,
+                  random_label_recipes={
+                      "random_fig1b": dict(per_class=200, epochs=60, lr=0.005, schedule="onecycle", eval_every=20),
+                      "random_fig34": dict(per_class=100, epochs=60, lr=0.02, schedule="onecycle", eval_every=20)},
+                  notes="Quarter width, at most 10,000 training images per network (1000 per class), 15 epochs, "
+                        "lr 0.02 (see README: at this budget lr 0.005 leaves the weights within 0.5x of their "
+                        "init). Random-label networks fit their labels with fewer images, more epochs and a "
+                        "one-cycle schedule; the BN-free one gets He init (docs/recipes.md). The sweep of "
+                        "notebook 08 trains on 500 images per class."),
     "smoke": Preset("smoke", width=0.125, epochs=2, lr=0.02, fig1b_lr=0.002, per_class=40, random_per_class=40,
+                    max_train_images=400,
                     max_test_images=500, checkpoint_epochs=(1,), analysis_images=256, n_draws=2, null_seeds=2,
-                    fig1b_init="kaiming_relu",
+                    fig1b_init="kaiming_relu", ablation_per_class=20,
+                    random_label_recipes={
+                        "random_fig1b": dict(per_class=20, epochs=20, lr=0.005, schedule="onecycle"),
+                        "random_fig34": dict(per_class=20, epochs=20, lr=0.02, schedule="onecycle")},
                     notes="Everything end to end in a few minutes, for CI. Numbers are not meaningful."),
 }
 
@@ -173,25 +188,33 @@ def build_model(spec: NetSpec, preset, num_classes: int, filters=None) -> VGG:
 
 
 def train_config(spec: NetSpec, preset) -> TrainConfig:
-    """The B.3 recipe of ``spec`` at the preset's scale."""
+    """The B.3 recipe of ``spec`` at the preset's scale (with the preset's reduced random-label recipe)."""
     p = get_preset(preset)
     mult = {"standard": 1, "random_fig1b": 2, "random_fig34": 4}[spec.recipe]
-    epochs = p.epochs * mult
-    ckpts = tuple(e * mult for e in p.checkpoint_epochs)
-    return TrainConfig(epochs=epochs, lr=p.fig1b_lr if spec.recipe == "random_fig1b" else p.lr,
-                       lr_step=max(1, epochs // 3), batch_size=p.batch_size,
-                       augment=spec.recipe != "random_fig1b", seed=spec.init_seed, checkpoint_epochs=ckpts,
-                       eval_every=p.eval_every)
+    override = {k: v for k, v in p.random_label_recipes.get(spec.recipe, {}).items() if k != "per_class"}
+    epochs = override.get("epochs", p.epochs * mult)
+    # The preset's epochs and their multiples: a random-label run shares epochs with a true-label one.
+    ckpts = tuple(sorted({e for e in p.checkpoint_epochs} | {e * mult for e in p.checkpoint_epochs}))
+    cfg = TrainConfig(epochs=epochs, lr=p.fig1b_lr if spec.recipe == "random_fig1b" else p.lr,
+                      lr_step=max(1, epochs // 3), batch_size=p.batch_size,
+                      augment=spec.recipe != "random_fig1b", seed=spec.init_seed,
+                      checkpoint_epochs=tuple(e for e in ckpts if e < epochs), eval_every=p.eval_every)
+    return replace(cfg, **override)
 
 
-def _task_for(spec: NetSpec, p: Preset) -> Task:
-    per_class = p.random_per_class if spec.task.random_labels is not None else p.per_class
+def _task_for(spec: NetSpec, p: Preset, per_class=None) -> Task:
+    if per_class is None:
+        per_class = p.random_per_class if spec.task.random_labels is not None else p.per_class
+        per_class = p.random_label_recipes.get(spec.recipe, {}).get("per_class", per_class)
+    if p.max_train_images is not None:  # the same data budget for 5, 10, 50 or 100 classes
+        cap = p.max_train_images // spec.task.num_classes
+        per_class = cap if per_class is None else min(per_class, cap)
     return replace(spec.task, per_class=per_class)
 
 
-def load_task_for(spec: NetSpec, preset, root=None):
+def load_task_for(spec: NetSpec, preset, root=None, per_class=None):
     p = get_preset(preset)
-    data = load_task(_task_for(spec, p), root)
+    data = load_task(_task_for(spec, p, per_class), root)
     if p.max_test_images is not None:
         data.test_images = data.test_images[: p.max_test_images]
         data.test_labels = data.test_labels[: p.max_test_images]
@@ -224,17 +247,131 @@ def train_zoo(preset="auto", only=None, root=None, progress: bool = True) -> pd.
         if spec.task.dataset == "imagenet":
             ckpt = _train_image_folder(spec, p, path.parent, root, progress)
         else:
-            data = load_task_for(spec, p, root)
-            model = build_model(spec, p, data.num_classes)
-            meta = {"name": spec.name, "spec": asdict(spec), "preset": asdict(p), "num_classes": data.num_classes,
-                    "model": model.config}
-            ckpt = train(model, data, train_config(spec, p), path.parent, meta=meta, progress=progress)
+            ckpt = _train_in_memory(spec, p, train_config(spec, p), path.parent, root, progress)
         log = ckpt["log"][-1]
         rows.append({**row, "status": "trained", "seconds": time.perf_counter() - t0,
                      "train_acc": log["train_acc"], "test_acc": log["test_acc"]})
         if progress:
             print(f"[univenc] {spec.name}: trained in {rows[-1]['seconds']:.0f}s, "
                   f"train acc {log['train_acc']:.3f}, test acc {log['test_acc']:.3f}")
+    return pd.DataFrame(rows)
+
+
+def _train_in_memory(spec, p, cfg, out_dir, root, progress, per_class=None, name=None):
+    data = load_task_for(spec, p, root, per_class)
+    model = build_model(spec, p, data.num_classes)
+    meta = {"name": name or spec.name, "spec": asdict(spec), "preset": asdict(p), "num_classes": data.num_classes,
+            "model": model.config, "train_images": len(data.train_labels)}
+    return train(model, data, cfg, out_dir, meta=meta, progress=progress)
+
+
+def zoo_table(preset, root=None) -> pd.DataFrame:
+    """One row per trained network of the preset, read from its final checkpoint: preset, name, arch, task,
+    labels, train_images, epochs, lr, schedule, train_acc (its own training images, eval mode, no
+    augmentation), test_acc and seconds (sum of the epochs' wall times). Notebook 01 writes it to zoo.csv."""
+    p = get_preset(preset)
+    rows = []
+    for spec in ZOO:
+        path = checkpoint_path(spec.name, p, root)
+        if not path.exists():
+            continue
+        ckpt = load_checkpoint(path)
+        cfg, log = ckpt["config"], ckpt["log"]
+        rows.append(dict(preset=p.name, name=spec.name, arch=spec.arch, task=spec.task.name,
+                         labels=f"random {spec.task.random_labels}" if spec.task.random_labels else "true",
+                         train_images=cfg.get("train_images"), epochs=cfg["train"]["epochs"],
+                         lr=cfg["train"]["lr"], schedule=cfg["train"].get("schedule", "step"),
+                         train_acc=ckpt.get("train_eval_acc", float("nan")), test_acc=log[-1]["test_acc"],
+                         seconds=round(sum(r["seconds"] for r in log), 1)))
+    return pd.DataFrame(rows)
+
+
+def write_zoo_table(preset, root=None, out_dir=None) -> pd.DataFrame:
+    """:func:`zoo_table` written (atomically) to ``<out_dir>/zoo.csv`` (default: the figures folder)."""
+    from .figures import FIGURES_DIR
+    from .storage import atomic_write
+
+    table = zoo_table(preset, root)
+    atomic_write(Path(out_dir or FIGURES_DIR) / "zoo.csv", lambda tmp: table.to_csv(tmp, index=False))
+    return table
+
+
+# --------------------------------------------------------------------------- training-dynamics sweep (Fig. 7)
+
+@dataclass(frozen=True)
+class Ablation:
+    """One setting of the sweep of notebook 08, applied to the factorized CIFAR-10 twins and their random-label
+    partner (``ABLATION_NETS``). ``epochs`` and ``lr`` multiply each network's own recipe; AdamW takes the
+    absolute ``adamw_lr`` (SGD's lr does not carry over) and its default weight decay 0.01."""
+    name: str
+    kind: str                 # "baseline", "duration", "lr" or "optimizer"
+    epochs: float = 1.0
+    lr: float = 1.0
+    optimizer: str = "sgd"
+    adamw_lr: float = 1e-3
+
+
+ABLATIONS = [
+    Ablation("baseline", "baseline"),
+    Ablation("epochs x1/3", "duration", epochs=1 / 3),
+    Ablation("epochs x3", "duration", epochs=3),
+    Ablation("lr x1/3", "lr", lr=1 / 3),
+    Ablation("lr x3", "lr", lr=3),
+    Ablation("AdamW", "optimizer", optimizer="adamw"),
+]
+ABLATION_NETS = {"twin_a": "fac_cifar10", "twin_b": "fac_cifar10_bis", "random": "fac_cifar10_random_a"}
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text.lower())
+
+
+def ablation_config(ab: Ablation, spec: NetSpec, preset) -> TrainConfig:
+    cfg = train_config(spec, preset)
+    epochs = max(1, round(cfg.epochs * ab.epochs))
+    cfg = replace(cfg, epochs=epochs, lr_step=max(1, epochs // 3), checkpoint_epochs=(), lr=cfg.lr * ab.lr)
+    if ab.optimizer == "adamw":
+        cfg = replace(cfg, optimizer="adamw", lr=ab.adamw_lr, weight_decay=0.01)
+    return cfg
+
+
+def _sweep_per_class(spec: NetSpec, p: Preset):
+    """Training images per class of a network of the sweep: ``ablation_per_class``, never more than the zoo's."""
+    zoo = _task_for(spec, p).per_class
+    if p.ablation_per_class is None:
+        return zoo
+    return p.ablation_per_class if zoo is None else min(p.ablation_per_class, zoo)
+
+
+def ablation_checkpoint(ab: Ablation, role: str, preset, root=None) -> Path:
+    """final.pt of one network of the sweep. A baseline network trained on the zoo's images is the zoo's own."""
+    p = get_preset(preset)
+    name = ABLATION_NETS[role]
+    spec = ZOO_BY_NAME[name]
+    if ab.kind == "baseline" and _sweep_per_class(spec, p) == _task_for(spec, p).per_class:
+        return checkpoint_path(name, p, root)
+    return zoo_dir(p, root) / "ablations" / _slug(ab.name) / name / "final.pt"
+
+
+def train_ablations(preset="auto", root=None, progress: bool = True) -> pd.DataFrame:
+    """Train every network of the sweep that is not trained yet (resumable, like the zoo). Returns one row per
+    network: setting, role, name, status, seconds."""
+    p = get_preset(preset)
+    rows = []
+    for ab in ABLATIONS:
+        for role, name in ABLATION_NETS.items():
+            spec, path = ZOO_BY_NAME[name], ablation_checkpoint(ab, role, p, root)
+            row = dict(setting=ab.name, role=role, name=name)
+            if path.exists():
+                rows.append({**row, "status": "exists", "seconds": 0.0})
+                continue
+            if not available(spec, root):
+                rows.append({**row, "status": f"skipped: dataset '{spec.task.dataset}' is not in {data_root(root)}"})
+                continue
+            t0 = time.perf_counter()
+            _train_in_memory(spec, p, ablation_config(ab, spec, p), path.parent, root, progress,
+                             _sweep_per_class(spec, p), f"{name} ({ab.name})")
+            rows.append({**row, "status": "trained", "seconds": time.perf_counter() - t0})
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,141 @@
+"""Learning trajectories: the paper's statistics along training, from a network's checkpoints.
+
+The paper says its metrics "compare learning trajectories". Here each checkpoint of a run (the zoo's
+``epoch_000.pt`` ... ``epoch_XXX.pt`` and ``final.pt``, or any list of files) is analysed as a network of its
+own: per layer and epoch, the spatial statistics of k x k layers, the effective rank (eq. 4) of every analysed
+layer, and, for two runs at matching epochs, the normalised similarity S (eq. 6) after alignment, as in
+:func:`univenc.similarity.compare`.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from torch import nn
+from tqdm.auto import tqdm
+
+from .alignment import analysed_layers
+from .covariance import weight_spectrum
+from .similarity import compare
+from .spatial import conv_weights, spatial_eigenvectors, spatial_similarity
+from .storage import load_checkpoint
+
+__all__ = ["checkpoint_epoch", "load_checkpoint_model", "zoo_checkpoints", "learning_trajectory"]
+
+
+def checkpoint_epoch(path, ckpt: dict | None = None) -> int:
+    """The epoch of a checkpoint: its ``epoch`` entry, else the number in an ``epoch_XXX`` file name."""
+    if ckpt is not None and isinstance(ckpt.get("epoch"), int):
+        return ckpt["epoch"]
+    match = re.search(r"epoch_(\d+)", Path(path).name)
+    if match is None:
+        raise ValueError(f"cannot tell the epoch of {path}: it has no 'epoch' entry and its name is not "
+                         f"epoch_XXX.pt; give a univenc checkpoint or name the files by epoch")
+    return int(match.group(1))
+
+
+def load_checkpoint_model(path, model: nn.Module | None = None) -> tuple[nn.Module, int]:
+    """(network in eval mode, epoch) from a checkpoint file.
+
+    A univenc checkpoint (from :func:`univenc.training.fit`) carries its architecture. A plain state dict, or
+    a dict with a ``state_dict`` entry, is loaded into ``model`` (a network of the right architecture; its
+    weights are replaced), with a strict key check."""
+    from .models import VGG
+
+    ckpt = load_checkpoint(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no state dict")
+    cfg = ckpt.get("config", {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    if cfg is not None:
+        filters = state.get("features.0.filters") if cfg.get("factorized") else None
+        net = VGG(**{**cfg, "filters": filters})
+    elif model is not None:
+        net = model
+    else:
+        raise ValueError(f"{path} is a plain state dict: pass model=<a network of its architecture> to load it")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{path} does not fit {type(net).__name__}: {err}") from err
+    return net.eval(), checkpoint_epoch(path, ckpt)
+
+
+def zoo_checkpoints(name: str, preset, root=None) -> list[Path]:
+    """The checkpoints of a zoo network in epoch order: ``epoch_XXX.pt`` files, then ``final.pt``."""
+    from .zoo import zoo_dir
+
+    folder = zoo_dir(preset, root) / name
+    paths = sorted(folder.glob("epoch_*.pt")) + [folder / "final.pt"]
+    if not paths[-1].exists():
+        raise FileNotFoundError(f"{paths[-1]} does not exist: train {name!r} first "
+                                f"(univenc.zoo.train_zoo(..., only=[{name!r}]))")
+    return paths
+
+
+def _load_run(paths, model) -> dict[int, nn.Module]:
+    nets = {}
+    for path in paths:
+        net, epoch = load_checkpoint_model(path, model)
+        if model is not None:  # a plain state dict is loaded into ``model``: keep a copy per epoch
+            import copy
+            net = copy.deepcopy(net)
+        nets[epoch] = net
+    return nets
+
+
+def _network_rows(net: nn.Module, final: nn.Module, n: int) -> list[dict]:
+    """Spatial statistics of each k x k conv and r_eff of each analysed layer, one row per layer."""
+    rows = {}
+    final_convs = dict(conv_weights(final))
+    for name, m in conv_weights(net):
+        if m.kernel_size[0] > 1 and m.kernel_size[0] == m.kernel_size[1] and m.weight.requires_grad:
+            vals, vecs = spatial_eigenvectors(m.weight)
+            final_vecs = spatial_eigenvectors(final_convs[name].weight)[1]
+            rows[name] = dict(top5=float(vals[:5].sum() / vals.sum()),
+                              spatial_score=spatial_similarity(vecs, final_vecs, n))
+    for depth, (name, m) in enumerate(analysed_layers(net), start=1):
+        rows.setdefault(name, {}).update(depth=depth, r_eff=weight_spectrum(m.weight).effective_rank)
+    return [dict(layer=name, **stats) for name, stats in rows.items()]
+
+
+def learning_trajectory(checkpoints_a, checkpoints_b=None, batches=None, model: nn.Module | None = None,
+                        n: int = 5, n_draws: int = 3, progress: bool = True) -> pd.DataFrame:
+    """The paper's statistics along one training run, or two runs at matching epochs.
+
+    checkpoints_a, checkpoints_b : lists of checkpoint files of one run each (any order; the epoch is read from
+        each file); e.g. :func:`zoo_checkpoints`. The last epoch of a run is its reference ("final").
+    batches : probe inputs (N, C, H, W) for the alignment; needed with ``checkpoints_b``.
+    model : a network of the right architecture, for plain state-dict files.
+
+    Returns one row per (run, epoch, layer): run ("a" or "b"), epoch, layer, depth (index among the analysed
+    layers), top5 (spatial top-5 variance fraction; k x k layers only), spatial_score (matched |cos| of the
+    top-``n`` spatial eigenvectors against the same layer of the run's final network), r_eff (eq. 4) and,
+    with two runs, S and S_spread (eq. 6 between the two runs at that epoch; on run "a"'s rows). NaN where a
+    statistic does not apply (no k x k filter, or S undefined when no eigenvalue is above the noise).
+    """
+    runs = {"a": _load_run(checkpoints_a, model)}
+    if checkpoints_b is not None:
+        if batches is None:
+            raise ValueError("two runs are compared after aligning their activations: pass batches= (probe "
+                             "images, preprocessed as in training)")
+        runs["b"] = _load_run(checkpoints_b, model)
+    rows = []
+    for run, nets in runs.items():
+        final = nets[max(nets)]
+        for epoch in tqdm(sorted(nets), desc=f"trajectory {run}", disable=not progress, leave=False):
+            rows += [dict(run=run, epoch=epoch, **r) for r in _network_rows(nets[epoch], final, n)]
+    table = pd.DataFrame(rows)
+    table["S"] = table["S_spread"] = np.nan
+    if "b" in runs:
+        common = sorted(set(runs["a"]) & set(runs["b"]))
+        if not common:
+            raise ValueError(f"the two runs share no epoch: {sorted(runs['a'])} vs {sorted(runs['b'])}")
+        for epoch in tqdm(common, desc="S per epoch", disable=not progress, leave=False):
+            res = compare(runs["a"][epoch], runs["b"][epoch], batches, n_draws=n_draws, progress=False).table
+            for r in res.itertuples():
+                at = (table.run == "a") & (table.epoch == epoch) & (table.layer == r.layer_a)
+                table.loc[at, ["S", "S_spread"]] = r.S, r.S_spread
+    return table
