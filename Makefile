@@ -1,9 +1,10 @@
 # univenc: `make reproduce` regenerates every figure, `make test` runs the test suite.
-# PRESET=smoke|cpu|paper (default: paper with a CUDA GPU, cpu otherwise).
+# PRESET=smoke|cpu|paper (default: paper with a CUDA GPU, cpu otherwise); JOBS=N networks trained at once.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?= auto
+JOBS ?=
 
 .PHONY: env reproduce figures test lab data clean-runs
 
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 env: $(VENV)/.installed
 
 reproduce: env
-	$(PY) -m univenc.reproduce --preset $(PRESET)
+	$(PY) -m univenc.reproduce --preset $(PRESET) $(if $(JOBS),--jobs $(JOBS))
 
 figures: env
 	$(PY) -m univenc.reproduce --preset $(PRESET) --analysis-only

@@ -255,7 +255,7 @@ def claim_9_non_natural(ctx):
 
 def claim_10_twins_grow(ctx):
     text = "Similarity between seed twins grows during training"
-    traj = ex.twin_trajectory(ctx.preset, ctx.root)
+    traj = ex.trajectory("fac_cifar10", "fac_cifar10_bis", ctx.preset, ctx.root)
     if traj is None:
         return ctx.not_tested(10, text, "fac_cifar10 / fac_cifar10_bis or their checkpoints missing", "CIFAR-10")
     s = traj[(traj.run == "a") & (traj.epoch >= 1)].pivot_table(index="epoch", columns="layer", values="S",

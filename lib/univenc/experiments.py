@@ -28,9 +28,10 @@ from .training import evaluate, tensor_batches
 from .zoo import (PAIRS, ZOO_BY_NAME, build_model, checkpoint_path, get_preset, load_net,
                   load_task_for)
 
-__all__ = ["trained", "spatial_layers", "spatial_maps", "spatial_score_table", "first_layer_table", "probe_batches",
-           "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
-           "random_init_net", "results_dir", "null_comparison", "layer_ranks_random"]
+__all__ = ["trained", "spatial_layers", "spatial_maps", "spatial_score_table", "first_layer_table",
+           "probe_batches", "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
+           "random_init_net", "results_dir", "null_comparison", "layer_ranks_random", "trajectory",
+           "ablation_table"]
 
 
 def results_dir(preset, root=None) -> Path:
@@ -273,11 +274,6 @@ def trajectory(a: str, b: str | None, preset, root=None, progress: bool = False)
                                 n_draws=p.n_draws, progress=progress)
     save_torch(table.to_dict("list"), cache)
     return table
-
-
-def twin_trajectory(preset, root=None, a: str = "fac_cifar10", b: str = "fac_cifar10_bis"):
-    """The seed twins' trajectory (claim 10)."""
-    return trajectory(a, b, preset, root)
 
 
 def ablation_table(preset, root=None) -> pd.DataFrame | None:

@@ -34,7 +34,7 @@ def _failing_cell(path: Path) -> str:
 
 
 def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, analysis_only: bool = False,
-        only=None) -> float:
+        only=None, jobs: int | None = None) -> float:
     """Execute the notebooks in order; returns the total wall time. Raises SystemExit(1) on a failure.
 
     Before any notebook (unless ``analysis_only``), every dataset is fetched into the data root; a required one
@@ -59,8 +59,9 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
         out = out_dir / nb.name
         t0 = time.perf_counter()
         print(f"[reproduce] {nb.name} (preset {p}) ...", flush=True)
+        nb_params = {**params, "jobs": jobs} if nb.stem == "01_train_zoo" and jobs else params
         try:
-            pm.execute_notebook(str(nb), str(out), parameters=params, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
+            pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
                                 kernel_name="python3")
         except pm.PapermillExecutionError as err:
             print(f"[reproduce] FAILED in {nb.name}, {_failing_cell(out)}\n"
@@ -80,9 +81,10 @@ def main(argv=None):
     ap.add_argument("--out-dir", default=None, help="where executed notebooks go (default runs/<preset>)")
     ap.add_argument("--analysis-only", action="store_true", help="skip data and training notebooks")
     ap.add_argument("--only", nargs="*", help="notebook stems to run, e.g. 02_spatial_eigenvectors")
+    ap.add_argument("--jobs", type=int, help="networks trained at once (default: univenc.runner.default_jobs())")
     args = ap.parse_args(argv)
     try:
-        run(args.preset, args.data_root, args.figures_dir, args.out_dir, args.analysis_only, args.only)
+        run(args.preset, args.data_root, args.figures_dir, args.out_dir, args.analysis_only, args.only, args.jobs)
     except MissingDatasetsError as err:  # one message, no traceback: it says what to do
         print(f"[reproduce] stopped before any training.\n{err}", file=sys.stderr)
         raise SystemExit(2) from None

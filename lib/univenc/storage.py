@@ -1,6 +1,8 @@
 """Atomic file writes and provenance: nothing already written is ever left half-written."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -63,3 +65,23 @@ def git_commit() -> str:
         return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder):
+    """Hold ``folder/.lock`` (an exclusive, non-blocking flock) for the block; yields False when another process
+    holds it. The OS releases it when its holder dies, even by kill -9. The holder writes its pid into the file
+    (to find the process that trains a network)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        fh.seek(0), fh.truncate(), fh.write(str(os.getpid())), fh.flush()
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

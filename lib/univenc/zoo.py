@@ -19,12 +19,12 @@ import torch
 
 from .data import Task, data_root, load_task, task_available
 from .models import VGG, canonical_spatial_filters
-from .storage import load_checkpoint
+from .storage import exclusive_lock, load_checkpoint
 from .training import TrainConfig, train
 
 __all__ = ["NetSpec", "Preset", "PRESETS", "ZOO", "PAIRS", "get_preset", "build_model", "train_config",
            "train_zoo", "load_net", "checkpoint_path", "zoo_dir", "available", "zoo_table", "write_zoo_table",
-           "Ablation", "ABLATIONS", "ablation_checkpoint", "train_ablations"]
+           "Ablation", "ABLATIONS", "ablation_checkpoint", "train_ablation", "train_ablations"]
 
 
 @dataclass(frozen=True)
@@ -233,28 +233,34 @@ def train_zoo(preset="auto", only=None, root=None, progress: bool = True) -> pd.
     for spec in specs:
         path = checkpoint_path(spec.name, p, root)
         row = {"name": spec.name, "arch": spec.arch, "task": spec.task.name}
-        if path.exists():
-            log = load_checkpoint(path)["log"][-1]
-            rows.append({**row, "status": "exists", "seconds": 0.0, "train_acc": log["train_acc"],
-                         "test_acc": log["test_acc"]})
-            continue
-        if not available(spec, root):
+        if not available(spec, root) and not path.exists():
             msg = f"skipped: dataset '{spec.task.dataset}' is not in {data_root(root)}"
             print(f"[univenc] {spec.name}: {msg}")
             rows.append({**row, "status": msg})
             continue
-        t0 = time.perf_counter()
-        if spec.task.dataset == "imagenet":
-            ckpt = _train_image_folder(spec, p, path.parent, root, progress)
-        else:
-            ckpt = _train_in_memory(spec, p, train_config(spec, p), path.parent, root, progress)
-        log = ckpt["log"][-1]
-        rows.append({**row, "status": "trained", "seconds": time.perf_counter() - t0,
-                     "train_acc": log["train_acc"], "test_acc": log["test_acc"]})
-        if progress:
-            print(f"[univenc] {spec.name}: trained in {rows[-1]['seconds']:.0f}s, "
-                  f"train acc {log['train_acc']:.3f}, test acc {log['test_acc']:.3f}")
+        with exclusive_lock(path.parent) as mine:  # two runners never train the same network
+            if not mine:
+                rows.append({**row, "status": "skipped: another runner is training it"})
+                continue
+            rows.append({**row, **_train_zoo_network(spec, p, path, root, progress)})
     return pd.DataFrame(rows)
+
+
+def _train_zoo_network(spec, p, path, root, progress) -> dict:
+    if path.exists():
+        log = load_checkpoint(path)["log"][-1]
+        return {"status": "exists", "seconds": 0.0, "train_acc": log["train_acc"], "test_acc": log["test_acc"]}
+    t0 = time.perf_counter()
+    if spec.task.dataset == "imagenet":
+        ckpt = _train_image_folder(spec, p, path.parent, root, progress)
+    else:
+        ckpt = _train_in_memory(spec, p, train_config(spec, p), path.parent, root, progress)
+    log, seconds = ckpt["log"][-1], time.perf_counter() - t0
+    if progress:
+        fitted = ckpt.get("train_eval_acc", float("nan"))
+        print(f"[univenc] {spec.name}: trained in {seconds:.0f}s, train acc {fitted:.3f} (eval mode, no "
+              f"augmentation), test acc {log['test_acc']:.3f}")
+    return {"status": "trained", "seconds": seconds, "train_acc": log["train_acc"], "test_acc": log["test_acc"]}
 
 
 def _train_in_memory(spec, p, cfg, out_dir, root, progress, per_class=None, name=None):
@@ -353,26 +359,31 @@ def ablation_checkpoint(ab: Ablation, role: str, preset, root=None) -> Path:
     return zoo_dir(p, root) / "ablations" / _slug(ab.name) / name / "final.pt"
 
 
-def train_ablations(preset="auto", root=None, progress: bool = True) -> pd.DataFrame:
-    """Train every network of the sweep that is not trained yet (resumable, like the zoo). Returns one row per
-    network: setting, role, name, status, seconds."""
+def train_ablation(ab: Ablation, role: str, preset, root=None, progress: bool = True) -> dict:
+    """Train one network of the sweep unless it exists (resumable; under its lock). Returns {status, seconds}."""
     p = get_preset(preset)
-    rows = []
-    for ab in ABLATIONS:
-        for role, name in ABLATION_NETS.items():
-            spec, path = ZOO_BY_NAME[name], ablation_checkpoint(ab, role, p, root)
-            row = dict(setting=ab.name, role=role, name=name)
-            if path.exists():
-                rows.append({**row, "status": "exists", "seconds": 0.0})
-                continue
-            if not available(spec, root):
-                rows.append({**row, "status": f"skipped: dataset '{spec.task.dataset}' is not in {data_root(root)}"})
-                continue
-            t0 = time.perf_counter()
-            _train_in_memory(spec, p, ablation_config(ab, spec, p), path.parent, root, progress,
-                             _sweep_per_class(spec, p), f"{name} ({ab.name})")
-            rows.append({**row, "status": "trained", "seconds": time.perf_counter() - t0})
-    return pd.DataFrame(rows)
+    name = ABLATION_NETS[role]
+    spec, path = ZOO_BY_NAME[name], ablation_checkpoint(ab, role, p, root)
+    if path.exists():
+        return {"status": "exists", "seconds": 0.0}
+    if not available(spec, root):
+        return {"status": f"skipped: dataset '{spec.task.dataset}' is not in {data_root(root)}"}
+    with exclusive_lock(path.parent) as mine:
+        if not mine:
+            return {"status": "skipped: another runner is training it"}
+        if path.exists():
+            return {"status": "exists", "seconds": 0.0}
+        t0 = time.perf_counter()
+        _train_in_memory(spec, p, ablation_config(ab, spec, p), path.parent, root, progress,
+                         _sweep_per_class(spec, p), f"{name} ({ab.name})")
+        return {"status": "trained", "seconds": time.perf_counter() - t0}
+
+
+def train_ablations(preset="auto", root=None, progress: bool = True) -> pd.DataFrame:
+    """Train every network of the sweep that is not trained yet, in this process. Returns one row per
+    network: setting, role, name, status, seconds."""
+    return pd.DataFrame([dict(setting=ab.name, role=role, name=name, **train_ablation(ab, role, preset, root, progress))
+                         for ab in ABLATIONS for role, name in ABLATION_NETS.items()])
 
 
 def _train_image_folder(spec, p, out_dir, root, progress):
@@ -418,13 +429,29 @@ def load_net(name: str, preset="auto", root=None, checkpoint: str = "final.pt") 
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Train the zoo (what is missing).")
+    ap = argparse.ArgumentParser(description="Train what is missing of the zoo and of the sweep of notebook 08: "
+                                 "in this process, or as jobs (--jobs) on this machine or a Slurm cluster.")
     ap.add_argument("--preset", default="auto")
-    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--only", nargs="*", help="zoo networks to train (default: all, and the sweep)")
     ap.add_argument("--root")
+    ap.add_argument("--jobs", type=int, help="run each network as a job, at most JOBS at once (univenc.runner)")
+    ap.add_argument("--executor", choices=["local", "slurm"], default="local")
+    ap.add_argument("--threads", type=int, help="torch threads per job (default: cores // jobs)")
+    ap.add_argument("--partition", help="Slurm partition")
+    ap.add_argument("--time", type=int, default=240, help="time limit per job, minutes")
+    ap.add_argument("--gpus", type=int, default=0, help="GPUs per job (Slurm)")
+    ap.add_argument("--mem", type=float, help="memory per job, GB (Slurm)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    print(train_zoo(args.preset, args.only, args.root).to_string())
+    if args.jobs is None and args.executor == "local":
+        print(train_zoo(args.preset, args.only, args.root).to_string())
+        if args.only is None:
+            print(train_ablations(args.preset, args.root).to_string())
+    else:
+        from .runner import JobOptions, run_zoo
+        options = JobOptions(args.executor, args.jobs or 1, args.threads, args.partition, args.time, args.gpus,
+                             args.mem)
+        print(run_zoo(args.preset, args.root, options, args.only).to_string())
     print(f"total wall time {time.perf_counter() - t0:.0f}s")
 
 
