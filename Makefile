@@ -1,10 +1,12 @@
 # univenc: `make reproduce` regenerates every figure, `make test` runs the test suite.
-# PRESET=smoke|cpu|paper (default: paper with a CUDA GPU, cpu otherwise); JOBS=N networks trained at once.
+# PRESET=smoke|cpu|paper (default: paper with a CUDA GPU, cpu otherwise); JOBS=N networks trained at once;
+# make figures RESULTS=data/results/<preset>/results.pt rebuilds every figure and the claims from that file alone.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?= auto
 JOBS ?=
+RESULTS ?=
 
 .PHONY: env reproduce figures test lab data clean-runs
 
@@ -21,7 +23,7 @@ reproduce: env
 	$(PY) -m univenc.reproduce --preset $(PRESET) $(if $(JOBS),--jobs $(JOBS))
 
 figures: env
-	$(PY) -m univenc.reproduce --preset $(PRESET) --analysis-only
+	$(PY) -m univenc.reproduce --preset $(PRESET) --analysis-only $(if $(RESULTS),--results $(RESULTS))
 
 data: env
 	$(PY) -m univenc.data --download

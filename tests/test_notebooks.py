@@ -1,5 +1,10 @@
-"""Notebooks: committed thin and without outputs; the smoke preset runs all of them end to end."""
+"""Notebooks: committed thin and without outputs; the smoke preset runs all of them end to end, and every figure
+and the claims come out the same again from the results file alone (no checkpoint, no dataset)."""
 import json
+import shutil
+
+import matplotlib.image
+import numpy as np
 
 import pytest
 
@@ -40,4 +45,17 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
     assert "| # | claim |" in (tmp_path / "figures" / "claims.md").read_text()
     zoo = (tmp_path / "figures" / "zoo.csv").read_text()
     assert zoo.startswith("preset,name,arch") and "vgg_k3_cifar10_random" in zoo
+
+    # again from the results file alone, in an empty data root: the same figures, claims and zoo table
+    from univenc.results import results_file
+    results = shutil.copy(results_file("smoke"), tmp_path / "results.pt")
+    assert results.stat().st_size < 50e6
+    run("smoke", data_root=tmp_path / "empty", figures_dir=tmp_path / "rebuilt", out_dir=tmp_path / "runs2",
+        results=results)
+    assert not (tmp_path / "empty" / "zoo").exists()
+    assert json.loads((tmp_path / "rebuilt" / "claims.json").read_text()) == claims
+    assert (tmp_path / "rebuilt" / "zoo.csv").read_text() == zoo
+    for name in EXPECTED_FIGURES[1:]:  # all but data_examples, which shows the datasets themselves
+        a, b = (matplotlib.image.imread(d / f"{name}.png") for d in (tmp_path / "figures", tmp_path / "rebuilt"))
+        assert a.shape == b.shape and np.array_equal(a, b), name
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(nb.name for nb in notebooks())

@@ -8,6 +8,7 @@ import pytest
 from conftest import needs
 from univenc import zoo as Z
 from univenc.data import data_root
+from univenc.figures import save_table
 from univenc.storage import load_checkpoint
 
 
@@ -118,7 +119,8 @@ def test_zoo_table_is_read_from_the_checkpoints(tmp_path):
         "random_fig1b": dict(per_class=5, epochs=2, lr=0.005, schedule="onecycle")})
     (tmp_path / "cifar-10-batches-py").symlink_to(data_root() / "cifar-10-batches-py")  # real data, own zoo
     Z.train_zoo(preset, only=["vgg_k3_cifar10_random"], root=tmp_path, progress=False)
-    table = Z.write_zoo_table(preset, tmp_path, tmp_path)
+    table = Z.zoo_table(preset, tmp_path)
+    save_table(table, "zoo.csv", tmp_path)
     row = table.iloc[0]
     ckpt = load_checkpoint(Z.checkpoint_path("vgg_k3_cifar10_random", preset, tmp_path))
     assert (row["name"], row.labels, row.train_images, row.epochs, row.schedule) == \

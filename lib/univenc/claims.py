@@ -227,7 +227,7 @@ def claim_8_effective_rank(ctx):
     rho = spearmanr(c10.depth, c10.r_eff).statistic
     means = ranks.groupby("net").r_eff.mean().reindex([n for n in names if n in set(ranks.net)])
     monotone = bool(np.all(np.diff(means.values) > 0))
-    null_rank = ex.layer_ranks_random("fac_cifar10", p)
+    null_rank = ex.layer_ranks_random("fac_cifar10", p, root)
     return Claim(
         8, "Effective rank grows with depth and with task difficulty (number of classes)",
         "Spearman rho(depth, r_eff) for CIFAR-10; mean r_eff over layers for 5 / 10 (/ 100) classes",

@@ -1,8 +1,10 @@
 """Datasets as in-memory tensors, and the task variants the paper's figures need.
 
 Every loader returns ``images`` as a uint8 tensor (N, 3, 32, 32) and ``labels`` as an int64 tensor (N,).
-Files are read with torchvision's dataset classes from the data root; when they are missing, torchvision's own
-download puts them there (``download=True``), and offline the error names the files and the two remedies.
+Files are read from the data root by each dataset's own library: torchvision's classes (CIFAR, MNIST), the
+``medmnist`` package's classes (MedMNIST v2 at 28 x 28, under ``medmnist/``), and ``univenc.audio`` for the
+spoken digits of FSDD (as spectrograms). When files are missing, the library's own download puts them there
+(``download=True``); offline the error names the files and the two remedies.
 
 Data root: explicit ``root`` argument, else the ``UNIVENC_DATA`` environment variable, else ``<repo>/data``.
 """
@@ -34,12 +36,21 @@ EXPECTED_FILES = {
     "cifar100": ["cifar-100-python/" + f for f in ["train", "test", "meta"]],
     "mnist": ["MNIST/raw/" + f for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]],
+    # MedMNIST v2 (28 x 28): chest X-rays, breast ultrasound, retinal fundus photographs
+    "pneumoniamnist": ["medmnist/pneumoniamnist.npz"],
+    "breastmnist": ["medmnist/breastmnist.npz"],
+    "retinamnist": ["medmnist/retinamnist.npz"],
+    # Free Spoken Digit Dataset v1.0.10: 6 speakers x 10 digits x 50 recordings
+    "fsdd": [f"free-spoken-digit-dataset/recordings/{d}_{s}_{i}.wav" for d in range(10)
+             for s in ("george", "jackson", "lucas", "nicolas", "theo", "yweweler") for i in range(50)],
 }
 DATASETS = tuple(EXPECTED_FILES)
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10, "pneumoniamnist": 2, "breastmnist": 2,
+               "retinamnist": 5, "fsdd": 10}
+MEDMNIST = ("pneumoniamnist", "breastmnist", "retinamnist")
 # What a reproduction cannot do without, and what only adds figures' rows when present.
 REQUIRED_DATASETS = ("cifar10", "mnist")
-OPTIONAL_DATASETS = ("cifar100",)
+OPTIONAL_DATASETS = ("cifar100", *MEDMNIST, "fsdd")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -66,14 +77,15 @@ def is_available(name: str, root=None) -> bool:
 
 
 def _missing_files(name: str, root: Path) -> list[str]:
-    return [f for f in EXPECTED_FILES[name] if not (root / f).exists()]
+    missing = [f for f in EXPECTED_FILES[name] if not (root / f).exists()]
+    return missing if len(missing) <= 8 else missing[:3] + [f"... ({len(missing) - 3} more files)"]
 
 
 def _remedies(root: Path, names) -> str:
     folders = ", ".join(f"{root}/{EXPECTED_FILES[n][0].split('/')[0]}/" for n in names)
-    return (f"Remedies: (1) connect to the internet and rerun: torchvision downloads the files into {root}; or "
-            f"(2) copy the files there yourself ({folders}, torchvision's format), or point UNIVENC_DATA at a "
-            f"folder that has them.")
+    return (f"Remedies: (1) connect to the internet and rerun: each dataset's own download (torchvision, "
+            f"medmnist, FSDD's repository archive) puts the files into {root}; or (2) copy the files there yourself "
+            f"({folders}, in the layout above), or point UNIVENC_DATA at a folder that has them.")
 
 
 def _not_found(name: str, root: Path, cause: BaseException | None) -> DatasetNotFoundError:
@@ -83,17 +95,44 @@ def _not_found(name: str, root: Path, cause: BaseException | None) -> DatasetNot
         f"{why}\n{_remedies(root, [name])}")
 
 
-def _torchvision_dataset(name: str, train: bool, root: Path, download: bool):
+def _pad_to_32(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28) or (N, 28, 28, 3) -> (N, 3, 32, 32): zero-padded by 2, grayscale repeated 3 times."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = x[:, None].expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    return torch.nn.functional.pad(x, (2, 2, 2, 2)).contiguous()
+
+
+def _read(name: str, train: bool, root: Path):
+    """Fetch (the libraries' own downloads verify present files and need no network then) and read a split."""
+    if name in MEDMNIST:
+        import medmnist
+
+        (root / "medmnist").mkdir(parents=True, exist_ok=True)
+        cls = getattr(medmnist, medmnist.INFO[name]["python_class"])
+        ds = cls(split="train" if train else "test", root=str(root / "medmnist"), download=True, size=28)
+        return _pad_to_32(ds.imgs), torch.as_tensor(ds.labels.reshape(-1), dtype=torch.int64)
+    if name == "fsdd":
+        from .audio import download_fsdd, load_fsdd
+
+        if not is_available(name, root):
+            download_fsdd(root)
+        return load_fsdd(root, train)
     from torchvision import datasets
 
     cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100, "mnist": datasets.MNIST}[name]
-    present = is_available(name, root)
-    if not present and not download:
+    ds = cls(str(root), train=train, download=True)  # with the files present: only verified (MNIST unpacked)
+    if name == "mnist":
+        return _pad_to_32(ds.data.numpy()), torch.as_tensor(ds.targets, dtype=torch.int64)
+    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    return images, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+
+
+def _load(name: str, train: bool, root: Path, download: bool):
+    if not download and not is_available(name, root):
         raise _not_found(name, root, None)
     try:
-        # With the files present, download=True only verifies them (and unpacks MNIST's .gz): no network.
-        return cls(str(root), train=train, download=True)
-    except Exception as err:  # offline, corrupt or partial files: one clear error, not torchvision's
+        return _read(name, train, root)
+    except Exception as err:  # offline, corrupt or partial files: one clear error, not the library's
         raise _not_found(name, root, err) from err
 
 
@@ -102,32 +141,27 @@ def load_dataset(name: str, train: bool = True, root=None, download: bool = True
 
     Parameters
     ----------
-    name : "cifar10", "cifar100" or "mnist"
-    train : the training split if True, else the test split.
+    name : one of ``DATASETS``: "cifar10", "cifar100", "mnist", "pneumoniamnist", "breastmnist", "retinamnist",
+        "fsdd".
+    train : the training split if True, else the test split (MedMNIST's "val" split is not used).
     root : data root (see :func:`data_root`).
-    download : let torchvision download missing files.
+    download : let the dataset's own library download missing files.
 
     Returns
     -------
-    images : uint8 tensor (N, 3, 32, 32). MNIST is zero-padded from 28x28 to 32x32 and repeated to 3 channels.
+    images : uint8 tensor (N, 3, 32, 32). MNIST and MedMNIST (28x28) are zero-padded to 32x32, grayscale
+        repeated to 3 channels; FSDD recordings are log spectrograms (:func:`univenc.audio.log_spectrogram`).
     labels : int64 tensor (N,)
     """
     if name not in EXPECTED_FILES:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
-    root = data_root(root)
-    ds = _torchvision_dataset(name, train, root, download)
-    if name == "mnist":
-        images = torch.nn.functional.pad(ds.data, (2, 2, 2, 2))[:, None].expand(-1, 3, -1, -1).contiguous()
-    else:
-        images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-    labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
-    return images, labels
+    return _load(name, train, data_root(root), download)
 
 
 def ensure_datasets(required=REQUIRED_DATASETS, optional=OPTIONAL_DATASETS, root=None,
                     download: bool = True) -> dict[str, str]:
-    """Make sure every dataset is in the data root before any training: download what is missing with
-    torchvision's own download, and stop with one error that lists every missing required dataset.
+    """Make sure every dataset is in the data root before any training: download what is missing with each
+    dataset's own download, and stop with one error that lists every missing required dataset.
 
     Returns {name: "present" | "downloaded" | "skipped (optional): ..."}. Raises :class:`MissingDatasetsError`
     naming each missing required dataset and its files, the optional ones skipped, and both remedies."""
@@ -139,7 +173,7 @@ def ensure_datasets(required=REQUIRED_DATASETS, optional=OPTIONAL_DATASETS, root
             continue
         try:
             for train in (True, False):
-                _torchvision_dataset(name, train, root, download)
+                _load(name, train, root, download)
             status[name] = "downloaded"
         except DatasetNotFoundError as err:
             failed[name] = err.__cause__
@@ -202,6 +236,7 @@ TASKS = {
     "cifar100a": ("cifar100", "a"),
     "cifar100b": ("cifar100", "b"),
     "mnist": ("mnist", None),
+    **{name: (name, None) for name in (*MEDMNIST, "fsdd")},
     "imagenet32": ("imagenet32", None),
     "imagenet": ("imagenet", None),   # ImageFolder at 224x224, streamed (see image_folder)
 }

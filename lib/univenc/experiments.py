@@ -1,5 +1,7 @@
 """What the figures compute, from the trained zoo of a preset; results are cached in
-``<data root>/results/<preset>/`` (recomputed when a checkpoint is newer than its cache entry).
+``<data root>/results/<preset>/`` (recomputed when a checkpoint is newer than its cache entry), and every function
+that reads checkpoints is :func:`univenc.results.recorded`: its value also goes into the preset's results file,
+from which ``make figures RESULTS=path`` rebuilds the figures and the claims without any checkpoint.
 
 Every statistic comes with its null: spatial scores beside the same score on randomly initialised weights of
 the same shapes, eigenvector similarities beside randomly initialised networks, and S (eq. 6) beside its
@@ -20,6 +22,7 @@ from tqdm.auto import tqdm
 from .alignment import analysed_layers
 from .covariance import truncate_layer, weight_spectrum
 from .data import data_root, load_dataset
+from .results import recorded
 from .similarity import compare
 from .spatial import (conv_weights, layer_maps, mean_spatial_covariance, padding_dominated, random_init_weights,
                       spatial_eigenvectors, spatial_similarity)
@@ -31,13 +34,15 @@ from .zoo import (PAIRS, ZOO_BY_NAME, build_model, checkpoint_path, get_preset, 
 __all__ = ["trained", "spatial_layers", "spatial_maps", "spatial_score_table", "first_layer_table",
            "probe_batches", "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
            "random_init_net", "results_dir", "null_comparison", "layer_ranks_random", "trajectory",
-           "ablation_table"]
+           "ablation_table", "spatial_grid", "raw_filters", "spatial_report_of", "canonical_filter_set",
+           "training_logs", "zoo_table"]
 
 
 def results_dir(preset, root=None) -> Path:
     return data_root(root) / "results" / get_preset(preset).name
 
 
+@recorded
 def trained(names, preset, root=None):
     """The subset of ``names`` whose final checkpoint exists."""
     return [n for n in names if checkpoint_path(n, preset, root).exists()]
@@ -63,6 +68,7 @@ def _null_scores(shape_a, shape_b, seeds, n=5, grid="resample"):
     return np.array(out)
 
 
+@recorded
 def spatial_score_table(names, preset, root=None, n: int = 5, grid: str = "resample") -> pd.DataFrame:
     """Spatial universality score (:func:`univenc.spatial.spatial_similarity`) between every pair of the
     networks ``names``, layer by layer, with its null on random-init weights of the same shapes
@@ -84,6 +90,7 @@ def spatial_score_table(names, preset, root=None, n: int = 5, grid: str = "resam
     return pd.DataFrame(rows)
 
 
+@recorded
 def first_layer_table(names, preset, root=None, n: int = 5) -> pd.DataFrame:
     """Within each network: score of layer 1 against the common eigenvectors of the deeper layers whose input
     map is larger than k, beside the mean pairwise score among those layers. Columns: net, first_vs_deeper,
@@ -108,13 +115,20 @@ def first_layer_table(names, preset, root=None, n: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+_PROBES: dict = {}
+
+
 def probe_batches(preset, root=None, batch_size: int = 250):
     """The alignment's probe images: the first ``preset.analysis_images`` CIFAR-10 test images, as float
-    batches preprocessed as in training (natural images shared by every pair)."""
+    batches preprocessed as in training (natural images shared by every pair). Loaded once per process."""
     p = get_preset(preset)
-    x, y = load_dataset("cifar10", train=False, root=root)
-    x, y = x[: p.analysis_images], y[: p.analysis_images]
-    return [b for b, _ in tensor_batches(x, y, batch_size, False, None, torch.device("cpu"), shuffle=False)]
+    key = (str(data_root(root)), p.analysis_images, batch_size)
+    if key not in _PROBES:
+        x, y = load_dataset("cifar10", train=False, root=root)
+        x, y = x[: p.analysis_images], y[: p.analysis_images]
+        _PROBES[key] = [b for b, _ in tensor_batches(x, y, batch_size, False, None, torch.device("cpu"),
+                                                     shuffle=False)]
+    return _PROBES[key]
 
 
 def random_init_net(name: str, preset, seed: int):
@@ -126,6 +140,7 @@ def _cache_ok(cache: Path, sources) -> bool:
     return cache.exists() and all(cache.stat().st_mtime >= s.stat().st_mtime for s in sources if s.exists())
 
 
+@recorded
 def compare_pair(a: str, b: str, preset, root=None, batches=None, progress: bool = False) -> dict:
     """:func:`univenc.similarity.compare` of two zoo networks, cached. Returns {"table": DataFrame,
     "cosines": {layer: {...}}}."""
@@ -146,16 +161,13 @@ def compare_pairs(preset, root=None, groups=None, progress: bool = True) -> tupl
     Returns (table with a ``group`` column, {(a, b): cosines}). Pairs whose networks are missing are listed
     in the table's ``attrs["missing"]``."""
     p = get_preset(preset)
-    batches = None
     tables, cosines, missing = [], {}, []
     for a, b, group in tqdm([x for x in PAIRS if groups is None or x[2] in groups], disable=not progress,
                             desc="pairs", leave=False):
-        if not (checkpoint_path(a, p, root).exists() and checkpoint_path(b, p, root).exists()):
+        if len(trained([a, b], p, root)) < 2:
             missing.append((a, b, group))
             continue
-        if batches is None:
-            batches = probe_batches(p, root)
-        out = compare_pair(a, b, p, root, batches)
+        out = compare_pair(a, b, p, root)
         tables.append(out["table"].assign(group=group))
         cosines[(a, b)] = out["cosines"]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -170,6 +182,7 @@ def top_similarity(cos: np.ndarray, r: int) -> float:
     return float(cos[:r, :r].max(axis=1).mean())
 
 
+@recorded
 def null_comparison(name: str, preset, root=None, seeds=(9001, 9002)) -> dict:
     """:func:`compare` of two randomly initialised networks with the architecture of ``name`` (cached)."""
     p = get_preset(preset)
@@ -183,6 +196,7 @@ def null_comparison(name: str, preset, root=None, seeds=(9001, 9002)) -> dict:
     return {"table": res.table, "cosines": res.cosines}
 
 
+@recorded
 def layer_ranks(names, preset, root=None) -> pd.DataFrame:
     """Effective rank (eq. 4) and retained rank of every analysed layer of each network, unaligned.
     Columns: net, layer, depth, d, Cout, rank, r_eff."""
@@ -197,7 +211,8 @@ def layer_ranks(names, preset, root=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def layer_ranks_random(name: str, preset, seeds=(9001, 9002, 9003)) -> float:
+@recorded
+def layer_ranks_random(name: str, preset, root=None, seeds=(9001, 9002, 9003)) -> float:
     """Mean effective rank over the layers of randomly initialised networks of ``name``'s architecture."""
     r = [weight_spectrum(m.weight).effective_rank for s in seeds
          for _, m in analysed_layers(random_init_net(name, preset, s))]
@@ -210,6 +225,7 @@ def _test_batches(name, p, root, n=2000):
     return list(tensor_batches(x, y, 500, False, None, torch.device("cpu"), shuffle=False))
 
 
+@recorded
 def rank_curves(name: str, preset, root=None, n_ranks: int = 8) -> pd.DataFrame:
     """Fig. 2 (bottom right): test accuracy when one layer's weights are replaced by their projection on the
     top-r eigenvectors of the layer's channel covariance, for a geometric grid of r per layer; plus every
@@ -257,6 +273,7 @@ def _project(net, layer, basis):
 
 # --------------------------------------------------------------------------- training dynamics (Figs. 6-7)
 
+@recorded
 def trajectory(a: str, b: str | None, preset, root=None, progress: bool = False):
     """:func:`univenc.trajectories.learning_trajectory` of zoo network ``a`` (and ``b`` at matching epochs),
     cached; None when a network or its checkpoints are missing."""
@@ -276,6 +293,7 @@ def trajectory(a: str, b: str | None, preset, root=None, progress: bool = False)
     return table
 
 
+@recorded
 def ablation_table(preset, root=None) -> pd.DataFrame | None:
     """One row per trained setting of ``univenc.zoo.ABLATIONS``: setting, kind, test_acc (mean of the twins),
     S_twins (mean over layers), S_twins_by_layer, S_true_random_1_3 (true vs random partner, layers 1-3).
@@ -309,3 +327,51 @@ def _compare_files(path_a: Path, path_b: Path, p, root) -> pd.DataFrame:
     table = compare(net_a, net_b, probe_batches(p, root), n_draws=p.n_draws, progress=False).table
     save_torch(table.to_dict("list"), cache)
     return table
+
+
+# --------------------------------------------------------------------------- what the notebooks plot
+
+@recorded
+def spatial_grid(names: dict, preset, root=None) -> dict:
+    """Fig. 1 panels: {label: (eigenvalues and eigen-images per k x k layer, input map per layer)} of the
+    trained networks among ``names`` ({label: zoo name})."""
+    p = get_preset(preset)
+    nets = {label: load_net(name, p, root) for label, name in names.items() if trained([name], p, root)}
+    return {label: (spatial_layers(net), spatial_maps(net)) for label, net in nets.items()}
+
+
+@recorded
+def raw_filters(name: str, preset, root=None, n: int = 16) -> tuple[list, list]:
+    """Fig. 5: the first ``n`` x ``n`` raw filters (co, ci, k, k) of each k x k conv layer, and its input map."""
+    net = load_net(name, preset, root)
+    weights = [m.weight.detach()[:n, :n].numpy().copy() for _, m in conv_weights(net) if m.kernel_size[0] > 1]
+    return weights, spatial_maps(net)
+
+
+@recorded
+def spatial_report_of(name: str, preset, root=None) -> pd.DataFrame:
+    """:func:`univenc.spatial.spatial_report` of a zoo network (its dataset's input size)."""
+    from .spatial import spatial_report
+    return spatial_report(load_net(name, preset, root))
+
+
+@recorded
+def canonical_filter_set(name: str, preset, root=None, n: int = 5):
+    """(eigenvalues, filters (n, k, k)) of :func:`univenc.spatial.canonical_filters` for one zoo network."""
+    from .spatial import canonical_filters
+    return canonical_filters([load_net(name, preset, root)], n=n)
+
+
+@recorded
+def training_logs(preset, root=None) -> dict:
+    """{name: per-epoch log (DataFrame)} of every zoo network with a log."""
+    from .zoo import ZOO, zoo_dir
+    folder = zoo_dir(preset, root)
+    return {s.name: pd.read_csv(folder / s.name / "log.csv") for s in ZOO if (folder / s.name / "log.csv").exists()}
+
+
+@recorded
+def zoo_table(preset, root=None) -> pd.DataFrame:
+    """:func:`univenc.zoo.zoo_table`: one row per trained network (what ``figures/zoo.csv`` holds)."""
+    from .zoo import zoo_table as table
+    return table(preset, root)

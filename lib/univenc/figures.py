@@ -5,13 +5,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from torch import nn
 
 from .data import REPO_ROOT
 
 __all__ = ["FIGURES_DIR", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
            "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
-           "plot_spatial_grid", "empty_figure", "plot_trajectory", "plot_ablations"]
+           "plot_spatial_grid", "empty_figure", "plot_trajectory", "plot_ablations", "save_table"]
 
 FIGURES_DIR = REPO_ROOT / "figures"
 
@@ -25,6 +24,12 @@ def save_figure(fig, name: str, preset: str, out_dir=None) -> list[Path]:
     for p in paths:
         fig.savefig(p, dpi=130, bbox_inches="tight")
     return paths
+
+
+def save_table(table, name: str, out_dir=None) -> Path:
+    """Write a DataFrame as CSV (``name``, e.g. "zoo.csv") in ``out_dir`` (default: the figures folder), atomically."""
+    from .storage import atomic_write
+    return atomic_write(Path(out_dir or FIGURES_DIR) / name, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def _show_image(ax, img, vmax=None, alpha=1.0):
@@ -51,15 +56,15 @@ def _layer_label(layer: int, map_size, k: int) -> tuple[str, str]:
     return f"layer {layer}\n{map_size}×{map_size}" + (" (pad)" if padded else ""), "0.55" if padded else "k"
 
 
-def plot_raw_filters(model, n: int = 16, title: str = "", maps=None):
-    """Fig. 5: the raw k x k filters of each conv layer, first ``n`` output (rows) x ``n`` input channels.
-    ``maps``: input map side per layer (``univenc.experiments.spatial_maps``); layers whose map is not larger
-    than k are faded and labelled "(pad)"."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1]
-    maps = list(maps) if maps is not None else [None] * len(convs)
-    fig, axes = plt.subplots(2, (len(convs) + 1) // 2, figsize=(3.2 * ((len(convs) + 1) // 2), 6.8), squeeze=False)
-    for ax, (i, conv) in zip(axes.flat, enumerate(convs)):
-        w = conv.weight.detach().cpu().numpy()[:n, :n]
+def plot_raw_filters(weights, title: str = "", maps=None):
+    """Fig. 5: raw k x k filters of each conv layer; ``weights`` is a list (one per layer) of arrays
+    (n_out, n_in, k, k), e.g. the first 16 x 16 (``univenc.experiments.raw_filters``): rows are output
+    channels, columns input channels. ``maps``: input map side per layer; layers whose map is not larger than
+    k are faded and labelled "(pad)"."""
+    maps = list(maps) if maps is not None else [None] * len(weights)
+    ncol = (len(weights) + 1) // 2
+    fig, axes = plt.subplots(2, ncol, figsize=(3.2 * ncol, 6.8), squeeze=False)
+    for ax, (i, w) in zip(axes.flat, enumerate(weights)):
         co, ci, k, _ = w.shape
         canvas = np.full((co * (k + 1), ci * (k + 1)), np.nan)
         for o in range(co):
@@ -70,7 +75,7 @@ def plot_raw_filters(model, n: int = 16, title: str = "", maps=None):
         ax.imshow(canvas, cmap="RdBu_r", vmin=-1, vmax=1, alpha=PADDED_ALPHA if color != "k" else 1.0)
         ax.set_title(label.replace("\n", " "), fontsize=8, color=color)
         ax.set_xticks([]), ax.set_yticks([])
-    for ax in list(axes.flat)[len(convs):]:
+    for ax in list(axes.flat)[len(weights):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     return fig

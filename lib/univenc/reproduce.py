@@ -1,25 +1,29 @@
 """Run the numbered notebooks headless with papermill: ``python -m univenc.reproduce --preset cpu``.
 
 Executed copies go to ``runs/<preset>/`` (git-ignored). On a failure the runner names the notebook and the
-failing cell, keeps the partial output notebook, and exits non-zero.
+failing cell, keeps the partial output notebook, and exits non-zero. ``--analysis-only`` trains nothing (notebook
+01 only redraws the training curves and the zoo table); with ``--results FILE`` it reads everything from a
+results file (:mod:`univenc.results`) and needs no checkpoint and no dataset.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from .data import REPO_ROOT, MissingDatasetsError, ensure_datasets
+from .results import RESULTS_ENV
 from .zoo import get_preset
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-TRAINING_NOTEBOOKS = ("00_data", "01_train_zoo")
+DATA_NOTEBOOK, TRAINING_NOTEBOOK = "00_data", "01_train_zoo"
 
 
 def notebooks(analysis_only: bool = False) -> list[Path]:
     nbs = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-    return [nb for nb in nbs if not (analysis_only and nb.stem in TRAINING_NOTEBOOKS)]
+    return [nb for nb in nbs if not (analysis_only and nb.stem == DATA_NOTEBOOK)]
 
 
 def _failing_cell(path: Path) -> str:
@@ -34,7 +38,7 @@ def _failing_cell(path: Path) -> str:
 
 
 def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, analysis_only: bool = False,
-        only=None, jobs: int | None = None) -> float:
+        only=None, jobs: int | None = None, results=None) -> float:
     """Execute the notebooks in order; returns the total wall time. Raises SystemExit(1) on a failure.
 
     Before any notebook (unless ``analysis_only``), every dataset is fetched into the data root; a required one
@@ -42,6 +46,11 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
     import papermill as pm
 
     p = get_preset(preset).name
+    if results is not None:  # the notebooks' kernels inherit it: univenc.results reads instead of computing
+        if not Path(results).is_file():
+            raise FileNotFoundError(f"no results file at {results}")
+        os.environ[RESULTS_ENV] = str(Path(results).resolve())
+        analysis_only = True
     if not analysis_only:
         status = ensure_datasets(root=data_root)
         print("[reproduce] data: " + ", ".join(f"{n} {s}" for n, s in status.items()), flush=True)
@@ -59,7 +68,9 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
         out = out_dir / nb.name
         t0 = time.perf_counter()
         print(f"[reproduce] {nb.name} (preset {p}) ...", flush=True)
-        nb_params = {**params, "jobs": jobs} if nb.stem == "01_train_zoo" and jobs else params
+        nb_params = params
+        if nb.stem == TRAINING_NOTEBOOK:
+            nb_params = {**params, "train": not analysis_only, **({"jobs": jobs} if jobs else {})}
         try:
             pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
                                 kernel_name="python3")
@@ -79,12 +90,15 @@ def main(argv=None):
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--figures-dir", default=None)
     ap.add_argument("--out-dir", default=None, help="where executed notebooks go (default runs/<preset>)")
-    ap.add_argument("--analysis-only", action="store_true", help="skip data and training notebooks")
+    ap.add_argument("--analysis-only", action="store_true", help="train nothing: figures from what is trained")
+    ap.add_argument("--results", help="a results file (data/results/<preset>/results.pt): figures and claims "
+                    "from it alone, without checkpoints")
     ap.add_argument("--only", nargs="*", help="notebook stems to run, e.g. 02_spatial_eigenvectors")
     ap.add_argument("--jobs", type=int, help="networks trained at once (default: univenc.runner.default_jobs())")
     args = ap.parse_args(argv)
     try:
-        run(args.preset, args.data_root, args.figures_dir, args.out_dir, args.analysis_only, args.only, args.jobs)
+        run(args.preset, args.data_root, args.figures_dir, args.out_dir, args.analysis_only, args.only, args.jobs,
+            args.results)
     except MissingDatasetsError as err:  # one message, no traceback: it says what to do
         print(f"[reproduce] stopped before any training.\n{err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -50,11 +50,12 @@ class JobOptions:
 
 
 def default_jobs() -> int:
-    """Jobs at once for ``make reproduce``: one per 2 cores... measured in benchmarks/bench_zoo.py (README)."""
+    """Jobs at once for ``make reproduce``. CPU: one single-threaded job per core (``benchmarks/bench_zoo.py``
+    measures it against one job with all the threads). GPU: one, until several jobs on one GPU are measured."""
     import torch
     if torch.cuda.is_available():
-        return 1  # several jobs on one GPU: not measured yet (no GPU was lent); one is the safe choice
-    return max(1, (os.cpu_count() or 1))
+        return 1
+    return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from .storage import exclusive_lock, load_checkpoint
 from .training import TrainConfig, train
 
 __all__ = ["NetSpec", "Preset", "PRESETS", "ZOO", "PAIRS", "get_preset", "build_model", "train_config",
-           "train_zoo", "load_net", "checkpoint_path", "zoo_dir", "available", "zoo_table", "write_zoo_table",
+           "train_zoo", "load_net", "checkpoint_path", "zoo_dir", "available", "zoo_table",
            "Ablation", "ABLATIONS", "ablation_checkpoint", "train_ablation", "train_ablations"]
 
 
@@ -274,7 +274,8 @@ def _train_in_memory(spec, p, cfg, out_dir, root, progress, per_class=None, name
 def zoo_table(preset, root=None) -> pd.DataFrame:
     """One row per trained network of the preset, read from its final checkpoint: preset, name, arch, task,
     labels, train_images, epochs, lr, schedule, train_acc (its own training images, eval mode, no
-    augmentation), test_acc and seconds (sum of the epochs' wall times). Notebook 01 writes it to zoo.csv."""
+    augmentation), test_acc and seconds (sum of the epochs' wall times). Notebook 01 writes it to zoo.csv (through
+    ``univenc.experiments.zoo_table``, which records it in the results file)."""
     p = get_preset(preset)
     rows = []
     for spec in ZOO:
@@ -290,16 +291,6 @@ def zoo_table(preset, root=None) -> pd.DataFrame:
                          train_acc=ckpt.get("train_eval_acc", float("nan")), test_acc=log[-1]["test_acc"],
                          seconds=round(sum(r["seconds"] for r in log), 1)))
     return pd.DataFrame(rows)
-
-
-def write_zoo_table(preset, root=None, out_dir=None) -> pd.DataFrame:
-    """:func:`zoo_table` written (atomically) to ``<out_dir>/zoo.csv`` (default: the figures folder)."""
-    from .figures import FIGURES_DIR
-    from .storage import atomic_write
-
-    table = zoo_table(preset, root)
-    atomic_write(Path(out_dir or FIGURES_DIR) / "zoo.csv", lambda tmp: table.to_csv(tmp, index=False))
-    return table
 
 
 # --------------------------------------------------------------------------- training-dynamics sweep (Fig. 7)

@@ -1,0 +1,111 @@
+"""Results that travel without checkpoints: everything the figures and the claims read, in one file per preset.
+
+Every analysis function of :mod:`univenc.experiments` that reads checkpoints is :func:`recorded`: when it
+computes, its value is also stored in ``<data root>/results/<preset>/results.pt`` under a key made of its name
+and arguments; when a results file is given (``UNIVENC_RESULTS=path``, ``make figures RESULTS=path``), the
+value is read from that file and no checkpoint or dataset is touched. A GPU or cluster run sends back this
+file (a few MB), not gigabytes of weights, and ``make figures RESULTS=path`` rebuilds every figure and the
+claims report from it. Large float64 arrays (cosine matrices) are kept in float32, in both cases, so that
+figures made from the file and from the checkpoints are the same.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .data import data_root
+from .storage import load_checkpoint, save_torch
+
+__all__ = ["RESULTS_ENV", "recorded", "results_file", "results_source", "MissingResultError"]
+
+RESULTS_ENV = "UNIVENC_RESULTS"
+_SKIPPED_ARGUMENTS = ("preset", "root", "progress", "batches")
+_loaded: dict = {}
+
+
+class MissingResultError(KeyError):
+    """The results file has no entry for what a notebook asks."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+def results_file(preset, root=None) -> Path:
+    """Where a preset's results are recorded: ``<data root>/results/<preset>/results.pt``."""
+    from .zoo import get_preset
+    return data_root(root) / "results" / get_preset(preset).name / "results.pt"
+
+
+def results_source() -> Path | None:
+    """The results file to read from instead of computing (``$UNIVENC_RESULTS``), or None."""
+    path = os.environ.get(RESULTS_ENV)
+    return Path(path) if path else None
+
+
+def _compact(value):
+    """float64 arrays of 4096 entries or more become float32 (cosine matrices: 4x smaller files)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float64 and value.size >= 4096:
+        return value.astype(np.float32)
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_compact(v) for v in value)
+    return value
+
+
+_MISSING = object()
+
+
+def _unchanged(old, new) -> bool:
+    """True when a plain value (names, numbers, strings) is recorded already: no need to rewrite the file."""
+    plain = (list, tuple, str, int, float, bool, type(None))
+    return isinstance(new, plain) and isinstance(old, plain) and repr(old) == repr(new)
+
+
+def _read(path: Path) -> dict:
+    stamp = path.stat().st_mtime
+    if path not in _loaded or _loaded[path][0] != stamp:
+        _loaded[path] = (stamp, load_checkpoint(path))
+    return _loaded[path][1]
+
+
+def _key(fn, bound) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in bound.arguments.items() if k not in _SKIPPED_ARGUMENTS)
+    return f"{fn.__name__}({args})"
+
+
+def recorded(fn):
+    """Record ``fn``'s value in the preset's results file, or read it from ``$UNIVENC_RESULTS``.
+    ``fn`` takes ``preset`` (and optionally ``root``) among its arguments."""
+    from .zoo import get_preset
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        preset = get_preset(bound.arguments["preset"])
+        key = _key(fn, bound)
+        source = results_source()
+        if source is not None:
+            store = _read(source)
+            if store["preset"] != preset.name:
+                raise ValueError(f"the results file {source} is of preset {store['preset']!r}, not {preset.name!r}")
+            if key not in store["entries"]:
+                raise MissingResultError(f"{key} is not in the results file {source}: rerun the analysis where the "
+                                         f"checkpoints are (make figures PRESET={preset.name}) to record it")
+            return store["entries"][key]
+        value = _compact(fn(*args, **kwargs))
+        path = results_file(preset, bound.arguments.get("root"))
+        store = _read(path) if path.exists() else {"preset": preset.name, "entries": {}}
+        if not _unchanged(store["entries"].get(key, _MISSING), value):
+            store["entries"][key] = value
+            save_torch(store, path)
+            _loaded.pop(path, None)
+        return value
+    return wrapper
