@@ -8,6 +8,7 @@ results file (:mod:`univenc.results`) and needs no checkpoint and no dataset.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -37,32 +38,27 @@ def _failing_cell(path: Path) -> str:
     return "unknown cell"
 
 
-def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, analysis_only: bool = False,
-        only=None, jobs: int | None = None, results=None) -> float:
-    """Execute the notebooks in order; returns the total wall time. Raises SystemExit(1) on a failure.
+@contextlib.contextmanager
+def _reading_results(results):
+    """While the notebooks run, their kernels (which inherit the environment) read from ``results``."""
+    if results is None:
+        yield
+        return
+    before = os.environ.get(RESULTS_ENV)
+    os.environ[RESULTS_ENV] = str(Path(results).resolve())
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RESULTS_ENV, None)
+        else:
+            os.environ[RESULTS_ENV] = before
 
-    Before any notebook (unless ``analysis_only``), every dataset is fetched into the data root; a required one
-    that cannot be had stops the run with :class:`univenc.data.MissingDatasetsError` before any training."""
+
+def _execute(nbs, p, params, out_dir, analysis_only, only, jobs):
     import papermill as pm
 
-    p = get_preset(preset).name
-    if results is not None:  # the notebooks' kernels inherit it: univenc.results reads instead of computing
-        if not Path(results).is_file():
-            raise FileNotFoundError(f"no results file at {results}")
-        os.environ[RESULTS_ENV] = str(Path(results).resolve())
-        analysis_only = True
-    if not analysis_only:
-        status = ensure_datasets(root=data_root)
-        print("[reproduce] data: " + ", ".join(f"{n} {s}" for n, s in status.items()), flush=True)
-    out_dir = Path(out_dir or REPO_ROOT / "runs" / p)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    params = {"preset": p}
-    if data_root is not None:
-        params["data_root"] = str(data_root)
-    if figures_dir is not None:
-        params["figures_dir"] = str(figures_dir)
-    total = time.perf_counter()
-    for nb in notebooks(analysis_only):
+    for nb in nbs:
         if only and nb.stem not in only:
             continue
         out = out_dir / nb.name
@@ -79,6 +75,32 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
                   f"[reproduce] partial output kept at {out}", file=sys.stderr)
             raise SystemExit(1) from err
         print(f"[reproduce] {nb.name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, analysis_only: bool = False,
+        only=None, jobs: int | None = None, results=None) -> float:
+    """Execute the notebooks in order; returns the total wall time. Raises SystemExit(1) on a failure.
+
+    Before any notebook (unless ``analysis_only``), every dataset is fetched into the data root; a required one
+    that cannot be had stops the run with :class:`univenc.data.MissingDatasetsError` before any training. With
+    ``results`` (a results file) nothing is trained and every notebook reads from that file."""
+    p = get_preset(preset).name
+    if results is not None and not Path(results).is_file():
+        raise FileNotFoundError(f"no results file at {results}")
+    analysis_only = analysis_only or results is not None
+    if not analysis_only:
+        status = ensure_datasets(root=data_root)
+        print("[reproduce] data: " + ", ".join(f"{n} {s}" for n, s in status.items()), flush=True)
+    out_dir = Path(out_dir or REPO_ROOT / "runs" / p)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {"preset": p}
+    if data_root is not None:
+        params["data_root"] = str(data_root)
+    if figures_dir is not None:
+        params["figures_dir"] = str(figures_dir)
+    total = time.perf_counter()
+    with _reading_results(results):
+        _execute(notebooks(analysis_only), p, params, out_dir, analysis_only, only, jobs)
     total = time.perf_counter() - total
     print(f"[reproduce] all notebooks done in {total:.0f}s; figures in {figures_dir or REPO_ROOT / 'figures'}")
     return total
