@@ -34,21 +34,37 @@ def analysed_layers(model: nn.Module, include_linear: bool = False):
     return layers
 
 
-def pair_layers(net_a: nn.Module, net_b: nn.Module, include_linear: bool = False):
-    """Pair the analysed layers of two networks by order: a list of ((name_a, module_a), (name_b, module_b)).
+def pair_layers(net_a: nn.Module, net_b: nn.Module, include_linear: bool = False, pairs=None):
+    """Pair the analysed layers of two networks: a list of ((name_a, module_a), (name_b, module_b)).
 
-    Raises :class:`LayerPairingError` when the numbers of layers differ or a pair has different kernel sizes."""
+    pairs : explicit [(name_a, name_b), ...]; else by name when both networks have the same layer names
+        (two networks of one architecture), else by order.
+    Raises :class:`LayerPairingError` when names are unknown, the numbers of layers differ, or a pair has
+    different layer types or kernel sizes."""
     la, lb = analysed_layers(net_a, include_linear), analysed_layers(net_b, include_linear)
-    if len(la) != len(lb):
+    if pairs is not None:
+        da, db = dict(la), dict(lb)
+        unknown = [f"{a} (network a)" for a, _ in pairs if a not in da] + \
+                  [f"{b} (network b)" for _, b in pairs if b not in db]
+        if unknown:
+            raise LayerPairingError(f"cannot pair: no analysed layer named {', '.join(unknown)}; the analysed "
+                                    f"layers are a: {', '.join(da)}; b: {', '.join(db)}")
+        paired = [((a, da[a]), (b, db[b])) for a, b in pairs]
+    elif {n for n, _ in la} == {n for n, _ in lb}:
+        db = dict(lb)
+        paired = [((n, m), (n, db[n])) for n, m in la]
+    elif len(la) != len(lb):
         raise LayerPairingError(
             f"cannot pair layers: network a has {len(la)} analysed layers ({', '.join(n for n, _ in la)}) and "
-            f"network b has {len(lb)} ({', '.join(n for n, _ in lb)}). Compare networks of the same depth, or "
-            f"pass the sub-modules to compare.")
-    for (na, ma), (nb, mb) in zip(la, lb):
+            f"network b has {len(lb)} ({', '.join(n for n, _ in lb)}). Compare networks of the same depth, pass "
+            f"pairs=[(name_a, name_b), ...] (--pairs a=b,...), or pass the sub-modules to compare.")
+    else:
+        paired = list(zip(la, lb))
+    for (na, ma), (nb, mb) in paired:
         if type(ma) is not type(mb) or getattr(ma, "kernel_size", None) != getattr(mb, "kernel_size", None):
             raise LayerPairingError(f"cannot pair layer {na} ({ma}) of network a with {nb} ({mb}) of network b: "
                                     f"layer types or kernel sizes differ")
-    return list(zip(la, lb))
+    return paired
 
 
 @dataclass

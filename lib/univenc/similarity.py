@@ -142,18 +142,26 @@ class Comparison:
 
 
 def compare(net_a, net_b, batches, n_draws: int = 5, seed: int = 0, n_vectors: int = 64,
-            include_linear: bool = False, max_batches: int | None = None, progress: bool = True) -> Comparison:
+            include_linear: bool = False, max_batches: int | None = None, progress: bool = True,
+            pairs=None) -> Comparison:
     """Align network a on network b layer by layer and compare their channel weight covariances.
 
     batches : iterable of input tensors (N, C, H, W) (or (x, y) tuples), preprocessed as in training.
     n_draws, seed : draws of the floor and the ceiling of eq. 6.
     n_vectors : size of the eigenvector cosine matrices kept per layer.
+    pairs : which layers to compare, [(name_a, name_b), ...]; default: by name when the two networks' layer names
+        match, else by order (:func:`univenc.alignment.pair_layers`).
 
     The table's columns: layer_a, layer_b, d (input dim of the covariance, Cin k^2), Cout_a, Cout_b, rank_a,
     rank_b (eigenvalues kept by eq. 3), r_eff_a, r_eff_b (eq. 4), cos_bw (eq. 5, aligned), cos_bw_unaligned,
     floor, ceiling, S (eq. 6) and S_spread, residual (relative Procrustes residual of the inputs).
     """
-    pairs = pair_layers(net_a, net_b, include_linear)
+    pairs = pair_layers(net_a, net_b, include_linear, pairs)
+    for (na, ma), (nb, mb) in pairs:  # before any forward pass, naming the layer
+        for name, m, net in ((na, ma, "a"), (nb, mb, "b")):
+            if not bool(m.weight.detach().isfinite().all()):
+                raise ValueError(f"layer {name} of network {net} has non-finite weights (NaN or inf): was its "
+                                 f"training diverging?")
     stats = accumulate_input_statistics(net_a, net_b, batches, pairs, max_batches=max_batches,
                                         progress=progress)
     rows, cosines, rotations = [], {}, {}

@@ -1,0 +1,229 @@
+"""The ``univenc`` command: the paper's instruments on any CNN, from a shell.
+
+    univenc spatial torchvision:resnet18 --input-size 3 32 32
+    univenc compare run_a/final.pt run_b/final.pt --data cifar10 --out results/
+    univenc trajectory run_a/epoch_*.pt run_a/final.pt
+    univenc zoo --preset cpu --jobs 2          univenc reproduce --preset smoke
+
+Models are references (``univenc.refs``): torchvision:NAME[:WEIGHTS], timm:NAME[:pretrained], a zoo name with
+--preset, a checkpoint or state-dict file (with --arch), or module.path:factory. Output is a table on stdout
+(``--format json`` for scripts); ``--out DIR`` also writes CSV, JSON and PNG/PDF figures. A bad input ends with
+one line that says what is wrong, and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["main", "spatial_table", "model_batches"]
+
+
+def spatial_table(model, input_size=None, n: int = 5, null_seeds: int = 5) -> pd.DataFrame:
+    """:func:`univenc.spatial.spatial_report` plus each k x k layer's universality score against the package's
+    canonical filters (top-``n`` matched |cos|) and the same score for random-init weights of its shape."""
+    from .models import canonical_spatial_filters
+    from .spatial import (PADDING_STATUS, conv_weights, random_init_weights, spatial_eigenvectors, spatial_report,
+                          spatial_similarity)
+
+    report = spatial_report(model, input_size=input_size).drop(columns=["spectrum"], errors="ignore")
+    analysed = report.status.str.startswith("analysed") | (report.status == PADDING_STATUS)
+    if not analysed.any():
+        raise ValueError(f"{type(model).__name__} has no square k x k conv layer (k > 1): there is no spatial "
+                         f"structure to analyse (its conv layers: {', '.join(sorted(set(report.status)))})")
+    canonical = canonical_spatial_filters().numpy()
+    modules = dict(conv_weights(model))
+    scores, nulls = [], []
+    for row in report.itertuples():
+        if not analysed[row.Index]:
+            scores.append(np.nan), nulls.append(np.nan)
+            continue
+        weight = modules[row.layer].weight
+        scores.append(spatial_similarity(spatial_eigenvectors(weight)[1], canonical, n))
+        nulls.append(np.mean([spatial_similarity(spatial_eigenvectors(random_init_weights(weight.shape, s))[1],
+                                                 canonical, n) for s in range(null_seeds)]))
+    return report.assign(score=scores, null=nulls)
+
+
+def model_batches(model, dataset: str, images: int, root=None, batch_size: int = 250):
+    """The first ``images`` test images of ``dataset``, preprocessed as univenc trains, checked to run through
+    ``model`` (a clear error when it cannot take them)."""
+    import torch
+
+    from .data import load_dataset
+    from .training import tensor_batches
+
+    x, y = load_dataset(dataset, train=False, root=root)
+    x, y = x[:images], y[:images]
+    batches = [b for b, _ in tensor_batches(x, y, batch_size, False, None, torch.device("cpu"), shuffle=False)]
+    try:
+        with torch.no_grad():
+            model(batches[0][:2])
+    except Exception as err:  # any failure here means these inputs do not fit the model
+        raise ValueError(f"{type(model).__name__} cannot take {dataset} images of shape "
+                         f"{tuple(batches[0].shape[1:])} ({type(err).__name__}: {err})") from err
+    return batches
+
+
+def _emit(table: pd.DataFrame, args, name: str, figures=()):
+    if args.format == "json":
+        print(table.to_json(orient="records", indent=1))
+    else:
+        with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
+            print(table.round(3).to_string(index=False))
+    if args.out:
+        from .figures import save_figure, save_table
+        out = Path(args.out)
+        save_table(table, f"{name}.csv", out)
+        (out / f"{name}.json").write_text(table.to_json(orient="records", indent=1))
+        for fig_name, fig in figures:
+            save_figure(fig, fig_name, "cli", out)
+        print(f"[univenc] wrote {name}.csv, {name}.json" + "".join(f", {f}.png/.pdf" for f, _ in figures)
+              + f" in {out}", file=sys.stderr)
+
+
+def _spatial(args):
+    from .experiments import spatial_layers
+    from .figures import plot_spatial_grid
+    from .refs import resolve_model
+
+    tables, grids = [], {}
+    for ref in args.models:
+        model = resolve_model(ref, args.arch, args.preset, args.root)
+        table = spatial_table(model, tuple(args.input_size) if args.input_size else None)
+        tables.append(table.assign(model=ref))
+        if args.out:
+            grids[ref] = spatial_layers(model)
+    table = pd.concat(tables, ignore_index=True)
+    table = table[["model"] + [c for c in table.columns if c != "model"]]
+    figures = [("spatial_eigenvectors", plot_spatial_grid(grids, title="spatial eigenvectors"))] if args.out else []
+    _emit(table, args, "spatial", figures)
+
+
+def _pairs(text):
+    if not text:
+        return None
+    try:
+        return [tuple(pair.split("=")) for pair in text.split(",") if pair.split("=")[1]]
+    except IndexError:
+        raise ValueError(f"--pairs must read a1=b1,a2=b2 (layer names of the two networks), got {text!r}") from None
+
+
+def _compare(args):
+    from .figures import plot_cosine_matrices, plot_similarity_vs_depth
+    from .refs import resolve_model
+    from .similarity import compare
+
+    net_a = resolve_model(args.model_a, args.arch, args.preset, args.root)
+    net_b = resolve_model(args.model_b, args.arch_b or args.arch, args.preset, args.root)
+    batches = model_batches(net_a, args.data, args.images, args.root)
+    model_batches(net_b, args.data, 2, args.root)
+    res = compare(net_a, net_b, batches, n_draws=args.draws, progress=False, pairs=_pairs(args.pairs))
+    table = res.table.drop(columns=["Cout_b", "rank_a", "rank_b"])
+    figures = []
+    if args.out:
+        import matplotlib.pyplot as plt
+        panels = {key: [dict(cos=c[key], d=c["d"], r_eff_a=c["r_eff_a"], r_eff_b=c["r_eff_b"])
+                        if c[key] is not None else None for c in res.cosines.values()]
+                  for key in ("unaligned", "aligned")}
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        plot_similarity_vs_depth(res.table.assign(net_a=args.model_a, net_b=args.model_b), ax, "S (eq. 6) vs depth")
+        figures = [("cosine_matrices", plot_cosine_matrices(panels, title=f"{args.model_a} vs {args.model_b}",
+                                                            col_labels=list(res.cosines))), ("similarity", fig)]
+    _emit(table, args, "compare", figures)
+
+
+def _trajectory(args):
+    from .figures import plot_trajectory
+    from .refs import resolve_model
+    from .trajectories import learning_trajectory
+
+    model = resolve_model(args.arch, preset=args.preset, root=args.root) if args.arch else None
+    batches = None
+    if args.vs:
+        if not args.data:
+            raise ValueError("--vs compares two runs after aligning their activations: give --data DATASET")
+        from .trajectories import load_checkpoint_model
+        batches = model_batches(load_checkpoint_model(args.checkpoints[0], model)[0], args.data, args.images,
+                                args.root)
+    table = learning_trajectory(args.checkpoints, args.vs, batches, model=model, progress=False)
+    figures = []
+    if args.out:
+        import matplotlib.pyplot as plt
+        stats = [s for s in ("top5", "spatial_score", "r_eff", "S") if table[s].notna().any()]
+        fig, axes = plt.subplots(1, len(stats), figsize=(4.5 * len(stats), 3.4), squeeze=False)
+        for ax, stat in zip(axes[0], stats):
+            plot_trajectory(table, stat, ax, stat)
+        fig.tight_layout()
+        figures = [("trajectory", fig)]
+    _emit(table, args, "trajectory", figures)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="univenc", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--arch", help="architecture of a plain state-dict file, e.g. torchvision:resnet18")
+        p.add_argument("--preset", help="preset of zoo names (smoke, cpu, paper)")
+        p.add_argument("--root", help="data root (default: $UNIVENC_DATA or <repo>/data)")
+        p.add_argument("--out", help="also write CSV, JSON and PNG/PDF figures in this folder")
+        p.add_argument("--format", choices=["table", "json"], default="table", help="stdout format")
+
+    p = sub.add_parser("spatial", help="per-layer spatial report and universality score of each model",
+                       description="Spatial covariance eigenvectors of every conv layer, the top-1/3/5 variance, "
+                       "each layer's input map (with --input-size, or the model's own), and the universality "
+                       "score against univenc's canonical 3x3 filters beside its random-init null.")
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"),
+                   help="input size, for the map sizes (layers whose map is not larger than k are flagged)")
+    common(p)
+    p.set_defaults(run=_spatial)
+
+    p = sub.add_parser("compare", help="aligned channel-covariance comparison of two models, layer by layer",
+                       description="Procrustes-align the input activations of each layer on DATASET images, "
+                       "then compare the channel weight covariances: S (eq. 6), r_eff, cos_bw, floor, ceiling.")
+    p.add_argument("model_a", metavar="MODEL_A")
+    p.add_argument("model_b", metavar="MODEL_B")
+    p.add_argument("--data", required=True, help="probe dataset, e.g. cifar10 (its test images)")
+    p.add_argument("--images", type=int, default=1000, help="probe images (default 1000)")
+    p.add_argument("--arch-b", help="architecture of MODEL_B when it differs from --arch")
+    p.add_argument("--pairs", help="layers to compare, a1=b1,a2=b2 (default: by name, else by order)")
+    p.add_argument("--draws", type=int, default=5, help="floor/ceiling draws of eq. 6")
+    common(p)
+    p.set_defaults(run=_compare)
+
+    p = sub.add_parser("trajectory", help="the statistics along training, from checkpoint files",
+                       description="Per layer and epoch: spatial top-5 variance, spatial score against the final "
+                       "network, r_eff and, with --vs, S between two runs at matching epochs.")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT")
+    p.add_argument("--vs", nargs="+", metavar="CHECKPOINT", help="a second run's checkpoints")
+    p.add_argument("--data", help="probe dataset for --vs")
+    p.add_argument("--images", type=int, default=1000)
+    common(p)
+    p.set_defaults(run=_trajectory)
+
+    for name, target in (("zoo", "univenc.zoo"), ("reproduce", "univenc.reproduce")):
+        p = sub.add_parser(name, help=f"python -m {target} (its own --help)", add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(run=None, target=target)
+    return ap
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.run is None:  # zoo, reproduce: their own entry points
+        import importlib
+        return importlib.import_module(args.target).main(args.rest)
+    try:
+        args.run(args)
+    except (ValueError, OSError) as err:  # bad input: one line, no traceback
+        print(f"univenc: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
