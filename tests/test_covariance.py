@@ -117,3 +117,23 @@ def test_non_finite_weights_are_rejected():
     w[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
         channel_covariance(w)
+
+
+def test_folding_the_batchnorm_scale_gives_the_effective_conv():
+    import torchvision
+    from univenc.covariance import fold_batchnorm_scale
+    net = torchvision.models.resnet18(num_classes=10)
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():  # trained-like statistics and affine parameters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data = torch.rand(m.num_features, generator=g) + 0.5
+            m.running_var = torch.rand(m.num_features, generator=g) + 0.1
+    before = net.layer1[0].conv1.weight.detach().clone()
+    folded, pairs = fold_batchnorm_scale(net, (3, 32, 32))
+    assert ("conv1", "bn1") in pairs and ("layer1.0.conv2", "layer1.0.bn2") in pairs
+    assert ("layer2.0.downsample.0", "layer2.0.downsample.1") in pairs and len(pairs) == 20
+    x = torch.randn(2, 64, 8, 8, generator=g)
+    bn = net.layer1[0].bn1
+    expected = net.layer1[0].conv1(x) * (bn.weight / torch.sqrt(bn.running_var + bn.eps))[None, :, None, None]
+    torch.testing.assert_close(folded.layer1[0].conv1(x), expected.detach())
+    assert torch.equal(net.layer1[0].conv1.weight, before)  # the model itself is left as it was

@@ -92,7 +92,7 @@ def _spatial(args):
 
     tables, grids = [], {}
     for ref in args.models:
-        model = resolve_model(ref, args.arch, args.preset, args.root)
+        model = _folded(resolve_model(ref, args.arch, args.preset, args.root), args, args.input_size)
         table = spatial_table(model, tuple(args.input_size) if args.input_size else None)
         tables.append(table.assign(model=ref))
         if args.out:
@@ -101,6 +101,16 @@ def _spatial(args):
     table = table[["model"] + [c for c in table.columns if c != "model"]]
     figures = [("spatial_eigenvectors", plot_spatial_grid(grids, title="spatial eigenvectors"))] if args.out else []
     _emit(table, args, "spatial", figures)
+
+
+def _folded(model, args, input_size=None):
+    """With --fold-bn: the conv weights times the scale of the affine BatchNorm that follows them."""
+    if not args.fold_bn:
+        return model
+    from .covariance import fold_batchnorm_scale
+    model, pairs = fold_batchnorm_scale(model, tuple(input_size) if input_size else (3, 32, 32))
+    print(f"[univenc] folded the BatchNorm scale into {len(pairs)} conv layers", file=sys.stderr)
+    return model
 
 
 def _pairs(text):
@@ -117,8 +127,8 @@ def _compare(args):
     from .refs import resolve_model
     from .similarity import compare
 
-    net_a = resolve_model(args.model_a, args.arch, args.preset, args.root)
-    net_b = resolve_model(args.model_b, args.arch_b or args.arch, args.preset, args.root)
+    net_a = _folded(resolve_model(args.model_a, args.arch, args.preset, args.root), args)
+    net_b = _folded(resolve_model(args.model_b, args.arch_b or args.arch, args.preset, args.root), args)
     batches = model_batches(net_a, args.data, args.images, args.root)
     model_batches(net_b, args.data, 2, args.root)
     res = compare(net_a, net_b, batches, n_draws=args.draws, progress=False, pairs=_pairs(args.pairs))
@@ -172,6 +182,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--root", help="data root (default: $UNIVENC_DATA or <repo>/data)")
         p.add_argument("--out", help="also write CSV, JSON and PNG/PDF figures in this folder")
         p.add_argument("--format", choices=["table", "json"], default="table", help="stdout format")
+        p.add_argument("--fold-bn", action="store_true", help="fold the scale gamma/sqrt(var+eps) of the affine "
+                       "BatchNorm that follows each conv into its weight first")
 
     p = sub.add_parser("spatial", help="per-layer spatial report and universality score of each model",
                        description="Spatial covariance eigenvectors of every conv layer, the top-1/3/5 variance, "

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["weight_matrix", "init_variance", "channel_covariance", "shrink_eigenvalues", "effective_rank",
-           "WeightSpectrum", "weight_spectrum", "truncate_weight", "truncate_layer"]
+__all__ = ["fold_batchnorm_scale", "weight_matrix", "init_variance", "channel_covariance", "shrink_eigenvalues",
+           "effective_rank", "WeightSpectrum", "weight_spectrum", "truncate_weight", "truncate_layer"]
 
 
 def weight_matrix(weight) -> np.ndarray:
@@ -144,3 +144,38 @@ def truncate_layer(model: nn.Module, layer: str, rank: int) -> nn.Module:
     with torch.no_grad():
         module.weight.copy_(truncate_weight(module.weight, rank))
     return out
+
+
+def fold_batchnorm_scale(model: nn.Module, input_size=(3, 32, 32)) -> tuple[nn.Module, list]:
+    """A copy of ``model`` whose conv weights carry the per-channel scale gamma / sqrt(running_var + eps) of the
+    affine BatchNorm that directly follows them (the BatchNorm's input is the conv's output, found in one forward
+    pass of a zero probe of ``input_size``): the weights that the network effectively applies, up to a shift.
+    Returns (model copy, [(conv name, batchnorm name), ...]). BatchNorms without affine scale are left alone."""
+    model = copy.deepcopy(model).eval()
+    outputs, pairs = {}, []
+    modules = dict(model.named_modules())
+
+    def conv_hook(name):
+        def hook(module, args, output):
+            outputs[id(output)] = name
+        return hook
+
+    def bn_hook(name):
+        def hook(module, args):
+            if id(args[0]) in outputs and module.affine:
+                pairs.append((outputs[id(args[0])], name))
+        return hook
+    hooks = [m.register_forward_hook(conv_hook(n)) for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_pre_hook(bn_hook(n)) for n, m in modules.items() if isinstance(m, nn.BatchNorm2d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        for conv, bn in pairs:
+            c, b = modules[conv], modules[bn]
+            scale = b.weight / torch.sqrt(b.running_var + b.eps)
+            c.weight.mul_(scale.reshape(-1, *[1] * (c.weight.dim() - 1)))
+    return model, pairs
