@@ -159,3 +159,9 @@ def test_timm_and_zoo_references(tmp_path):
         resolve_model("timm:resnet10t:yes")
     with pytest.raises(ModelReferenceError, match="train_zoo"):
         resolve_model("fac_cifar10", preset="smoke", root=tmp_path)
+
+
+def test_fold_bn_option(capsys):
+    main(["spatial", "torchvision:resnet18", "--fold-bn", "--format", "json"])
+    captured = capsys.readouterr()
+    assert "folded the BatchNorm scale into 20 conv layers" in captured.err and '"layer":"layer4.1.conv2"' in captured.out
