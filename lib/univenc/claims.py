@@ -187,7 +187,7 @@ def claim_6_natural_datasets(ctx):
     rho = spearmanr(by_depth.index, by_depth.S).statistic
     n_high = int((by_depth.S >= 0.5).sum())
     used = sorted(set(nat.net_a) | set(nat.net_b))
-    absent = any("cifar100" in m[0] + m[1] for m in ctx.pairs.attrs.get("missing", []))
+    untrained = sorted(NATURAL - set(used))
     return Claim(
         6, text, "S (eq. 6) averaged over natural-dataset pairs, per layer; Spearman rho(depth, S)",
         "S >= 0.5 in >= 3 layers and rho < 0",
@@ -195,7 +195,7 @@ def claim_6_natural_datasets(ctx):
         "S = 0 is the random-rotation floor (cos_bw floor by layer: "
         + ", ".join(f"{f:.2f}" for f in by_depth["floor"]) + ")",
         bool(n_high >= 3 and rho < 0), ", ".join(u.replace("fac_", "") for u in used)
-        + (" (CIFAR-100 pairs absent)" if absent else ""), ctx.preset.name)
+        + (f" (not trained, dataset absent: {', '.join(untrained)})" if untrained else ""), ctx.preset.name)
 
 
 def claim_7_true_vs_random(ctx):
