@@ -218,18 +218,20 @@ def _parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(run=_trajectory)
 
-    for name, target in (("zoo", "univenc.zoo"), ("reproduce", "univenc.reproduce")):
-        p = sub.add_parser(name, help=f"python -m {target} (its own --help)", add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(run=None, target=target)
+    for name, target in DELEGATED.items():  # listed in --help; main() hands their arguments over
+        sub.add_parser(name, help=f"python -m {target} (its own --help)", add_help=False)
     return ap
 
 
+DELEGATED = {"zoo": "univenc.zoo", "reproduce": "univenc.reproduce"}
+
+
 def main(argv=None):
-    args = _parser().parse_args(argv)
-    if args.run is None:  # zoo, reproduce: their own entry points
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:  # their own entry points, their own options and --help
         import importlib
-        return importlib.import_module(args.target).main(args.rest)
+        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
+    args = _parser().parse_args(argv)
     try:
         args.run(args)
     except (ValueError, OSError) as err:  # bad input: one line, no traceback
