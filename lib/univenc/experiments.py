@@ -298,12 +298,12 @@ def ablation_table(preset, root=None) -> pd.DataFrame | None:
     """One row per trained setting of ``univenc.zoo.ABLATIONS``: setting, kind, test_acc (mean of the twins),
     S_twins (mean over layers), S_twins_by_layer, S_true_random_1_3 (true vs random partner, layers 1-3).
     None when nothing of the sweep is trained."""
-    from .zoo import ABLATIONS, ablation_checkpoint
+    from .zoo import ABLATION_NETS, ABLATIONS, ablation_checkpoint
 
     p = get_preset(preset)
     rows = []
     for ab in ABLATIONS:
-        paths = {role: ablation_checkpoint(ab, role, p, root) for role in ("twin_a", "twin_b", "random")}
+        paths = {role: ablation_checkpoint(ab, role, p, root) for role in ABLATION_NETS}
         if not all(x.exists() for x in paths.values()):
             continue
         twins = _compare_files(paths["twin_a"], paths["twin_b"], p, root)

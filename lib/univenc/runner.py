@@ -6,9 +6,10 @@
 One code path for both: submitit's local executor starts each job as a process of this machine, its Slurm
 executor submits it to the cluster; at most ``jobs`` run at once. On CPU a job gets ``cores // jobs`` threads,
 so the jobs share the cores without oversubscription (two 2-thread trainings on 2 cores ran 13x slower).
-A per-network file lock (``univenc.storage.exclusive_lock``, taken by ``train_zoo``) makes sure two runners (two shells, two cluster jobs) never train the same network;
-a job killed mid-epoch (kill -9, preemption, time limit) leaves its ``last.pt``, and the next run resumes it to
-the same weights as an uninterrupted run (``univenc.training``).
+A per-network file lock (``univenc.storage.exclusive_lock``, taken by ``train_zoo``) makes sure two runners
+(two shells, two cluster jobs) never train the same network; a job killed mid-epoch (kill -9, preemption, time
+limit) leaves its ``last.pt``, and the next run resumes it to the same weights as an uninterrupted run
+(``univenc.training``).
 """
 from __future__ import annotations
 
@@ -74,6 +75,12 @@ class Task:
             return checkpoint_path(self.name, preset, root)
         return ablation_checkpoint(_ablation(self.setting), self.role, preset, root)
 
+    def config(self, preset):
+        """Its training recipe (:class:`univenc.training.TrainConfig`)."""
+        spec = ZOO_BY_NAME[self.name]
+        return train_config(spec, preset) if self.setting is None else ablation_config(_ablation(self.setting),
+                                                                                       spec, preset)
+
 
 def _ablation(setting: str):
     return next(a for a in ABLATIONS if a.name == setting)
@@ -125,7 +132,8 @@ def _executor(options: JobOptions, p, root):
 def _epochs_done(task: Task, p, root) -> int:
     log = task.checkpoint(p, root).parent / "log.csv"
     try:
-        return max(0, sum(1 for _ in open(log)) - 1)
+        with open(log) as fh:
+            return max(0, sum(1 for _ in fh) - 1)
     except OSError:
         return 0
 
@@ -141,10 +149,6 @@ def run_zoo(preset="auto", root=None, options: JobOptions | None = None, only=No
     pending = zoo_tasks(p, root, only, ablations)
     ex, threads = _executor(options, p, root)
 
-    def epochs_of(t):
-        spec = ZOO_BY_NAME[t.name]
-        return (train_config(spec, p) if t.setting is None else ablation_config(_ablation(t.setting), spec, p)).epochs
-
     overall = tqdm(total=len(pending), desc=f"zoo {p.name} ({options.jobs} jobs x {threads} threads)",
                    disable=not progress, position=0)
     running, rows, free = {}, [], list(range(1, options.jobs + 1))  # free: terminal rows for the bars
@@ -152,7 +156,7 @@ def run_zoo(preset="auto", root=None, options: JobOptions | None = None, only=No
         while pending and len(running) < options.jobs:
             task, slot = pending.pop(0), free.pop(0)
             job = ex.submit(train_task, task, p, root, threads)
-            bar = tqdm(total=epochs_of(task), desc=task.label, position=slot, leave=False, disable=not progress)
+            bar = tqdm(total=task.config(p).epochs, desc=task.label, position=slot, leave=False, disable=not progress)
             running[job] = (task, bar, slot)
         time.sleep(poll_s)
         for job, (task, bar, slot) in list(running.items()):

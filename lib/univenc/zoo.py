@@ -409,11 +409,9 @@ def load_net(name: str, preset="auto", root=None, checkpoint: str = "final.pt") 
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: train it with univenc.zoo.train_zoo({p.name!r}, "
                                 f"only=[{name!r}]) or `make reproduce PRESET={p.name}`")
-    ckpt = load_checkpoint(path)
-    cfg = dict(ckpt["config"]["model"])
-    filters = ckpt["state_dict"].get("features.0.filters") if cfg.get("factorized") else None
-    model = VGG(**{**cfg, "filters": filters})
-    model.load_state_dict(ckpt["state_dict"])
+    from .trajectories import load_checkpoint_model
+
+    model = load_checkpoint_model(path)[0]
     spec = ZOO_BY_NAME.get(name)
     model.input_size = spec.task.input_size if spec is not None else (3, 32, 32)
     return model.eval()
