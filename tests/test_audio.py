@@ -35,6 +35,7 @@ def test_real_non_natural_datasets(name):
     xt, yt = D.load_dataset(name, train=False)
     assert x.shape == (n_train, 3, 32, 32) and xt.shape == (n_test, 3, 32, 32) and x.dtype == torch.uint8
     assert set(y.tolist()) == set(range(n_classes)) and y.dtype == torch.int64
+    assert tuple(torch.bincount(y).tolist()) == D.TRAIN_CLASS_COUNTS[name]  # what the zoo's step matching uses
     if name != "retinamnist":  # grayscale, repeated to 3 channels as MNIST is
         assert torch.equal(x[:, 0], x[:, 2])
     if name != "fsdd":  # 28 x 28 zero-padded to 32 x 32

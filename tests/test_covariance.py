@@ -137,3 +137,23 @@ def test_folding_the_batchnorm_scale_gives_the_effective_conv():
     expected = net.layer1[0].conv1(x) * (bn.weight / torch.sqrt(bn.running_var + bn.eps))[None, :, None, None]
     torch.testing.assert_close(folded.layer1[0].conv1(x), expected.detach())
     assert torch.equal(net.layer1[0].conv1.weight, before)  # the model itself is left as it was
+
+
+def test_noise_variance_follows_the_layers_own_init():
+    """eq. 3's noise is the init's variance: PyTorch's default, or what a layer declares (torchvision's ResNet
+    draws Kaiming-normal fan-out weights, 3-6x the default's variance): untrained, nothing is above it."""
+    from univenc.covariance import init_variance, layer_spectrum, noise_variance
+    from univenc.models import resnet18
+
+    conv = torch.nn.Conv2d(16, 32, 3)
+    assert noise_variance(conv) == init_variance(16 * 9)
+    torch.manual_seed(0)
+    net = resnet18(10)
+    layer = net.layer1[0].conv1
+    assert noise_variance(layer) == pytest.approx(2 / (64 * 9))
+    assert np.var(layer.weight.detach().numpy()) == pytest.approx(noise_variance(layer), rel=0.05)
+    ranks = [layer_spectrum(m).rank for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert max(ranks) <= 1
+    plain = torch.nn.Conv2d(64, 64, 3)
+    plain.weight.data.copy_(layer.weight.data)  # the same weights read with the default init's noise
+    assert layer_spectrum(plain).rank > 10

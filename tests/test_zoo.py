@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import needs
 from univenc import zoo as Z
@@ -37,6 +38,37 @@ def test_recipes_follow_appendix_b3():
     assert net.config["init"] == "kaiming_relu"  # reduced presets: the default init does not train without BN
     assert Z.build_model(Z.ZOO_BY_NAME["vgg_k3_cifar10_random"], p, 10).config["init"] == "default"
     assert Z.build_model(Z.ZOO_BY_NAME["fac_cifar10"], Z.PRESETS["smoke"], 10).config["init"] == "default"
+
+
+def test_small_datasets_get_the_gradient_steps_of_cifar10():
+    for preset in ("cpu", "paper"):
+        p = Z.PRESETS[preset]
+        ref = Z.train_images(Z.ZOO_BY_NAME["fac_cifar10"], p) * Z.train_config(Z.ZOO_BY_NAME["fac_cifar10"], p).epochs
+        for ds in Z.NON_NATURAL:
+            for name in (f"vgg_k3_{ds}", f"fac_{ds}"):
+                spec = Z.ZOO_BY_NAME[name]
+                seen = Z.train_images(spec, p) * Z.train_config(spec, p).epochs
+                assert abs(seen / ref - 1) < 0.05, (preset, name, seen, ref)
+    # at cpu scale: all of their training images (fewer than the 10,000 cap)
+    assert Z.train_images(Z.ZOO_BY_NAME["fac_pneumoniamnist"], "cpu") == 4708
+    with pytest.raises(ValueError, match="TRAIN_CLASS_COUNTS"):
+        Z.train_images(Z.ZOO_BY_NAME["fac_cifar5"], "cpu")
+
+
+def test_resnet_entries_are_torchvision_resnet18_and_reload(tmp_path):
+    import torchvision
+
+    from univenc.storage import save_torch
+    from univenc.trajectories import load_checkpoint_model
+
+    net = Z.build_model(Z.ZOO_BY_NAME["resnet18_cifar10"], "smoke", 10)
+    reference = torchvision.models.resnet18(num_classes=10)
+    assert net.state_dict().keys() == reference.state_dict().keys()
+    save_torch({"state_dict": net.state_dict(), "config": {"model": net.config}, "epoch": 3}, tmp_path / "x.pt")
+    back, epoch = load_checkpoint_model(tmp_path / "x.pt")
+    assert epoch == 3 and isinstance(back, torchvision.models.ResNet)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), back.state_dict().values()))
+    assert Z.train_config(Z.ZOO_BY_NAME["resnet18_cifar10"], "cpu").checkpoint_epochs == ()  # 90 MB each
 
 
 def test_presets_are_plain_data():

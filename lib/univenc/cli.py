@@ -16,36 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-__all__ = ["main", "spatial_table", "model_batches"]
-
-
-def spatial_table(model, input_size=None, n: int = 5, null_seeds: int = 5) -> pd.DataFrame:
-    """:func:`univenc.spatial.spatial_report` plus each k x k layer's universality score against the package's
-    canonical filters (top-``n`` matched |cos|) and the same score for random-init weights of its shape."""
-    from .models import canonical_spatial_filters
-    from .spatial import (PADDING_STATUS, conv_weights, random_init_weights, spatial_eigenvectors, spatial_report,
-                          spatial_similarity)
-
-    report = spatial_report(model, input_size=input_size).drop(columns=["spectrum"], errors="ignore")
-    analysed = report.status.str.startswith("analysed") | (report.status == PADDING_STATUS)
-    if not analysed.any():
-        raise ValueError(f"{type(model).__name__} has no square k x k conv layer (k > 1): there is no spatial "
-                         f"structure to analyse (its conv layers: {', '.join(sorted(set(report.status)))})")
-    canonical = canonical_spatial_filters().numpy()
-    modules = dict(conv_weights(model))
-    scores, nulls = [], []
-    for row in report.itertuples():
-        if not analysed[row.Index]:
-            scores.append(np.nan), nulls.append(np.nan)
-            continue
-        weight = modules[row.layer].weight
-        scores.append(spatial_similarity(spatial_eigenvectors(weight)[1], canonical, n))
-        nulls.append(np.mean([spatial_similarity(spatial_eigenvectors(random_init_weights(weight.shape, s))[1],
-                                                 canonical, n) for s in range(null_seeds)]))
-    return report.assign(score=scores, null=nulls)
+__all__ = ["main", "model_batches"]
 
 
 def model_batches(model, dataset: str, images: int, root=None, batch_size: int = 250):
@@ -89,11 +62,12 @@ def _spatial(args):
     from .experiments import spatial_layers
     from .figures import plot_spatial_grid
     from .refs import resolve_model
+    from .spatial import canonical_score_table
 
     tables, grids = [], {}
     for ref in args.models:
         model = _folded(resolve_model(ref, args.arch, args.preset, args.root), args, args.input_size)
-        table = spatial_table(model, tuple(args.input_size) if args.input_size else None)
+        table = canonical_score_table(model, tuple(args.input_size) if args.input_size else None)
         tables.append(table.assign(model=ref))
         if args.out:
             grids[ref] = spatial_layers(model)

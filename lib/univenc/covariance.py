@@ -2,7 +2,9 @@
 
 A layer's weight is read as Cout neurons w in R^d: d = Cin for a 1x1 conv or a linear layer, d = Cin*k^2 for a
 k x k conv (input-channel-major: index c*k^2 + pixel). Covariances are normalised by the variance of PyTorch's
-default (Kaiming-uniform) initialisation, 1 / (3 fan_in), so that an untrained layer has C ~ I and eq. 3 applies.
+default (Kaiming-uniform) initialisation, 1 / (3 fan_in), so that an untrained layer has C ~ I and eq. 3 applies;
+a layer initialised otherwise says so with an ``init_variance`` attribute (:func:`noise_variance`; the package's
+``resnet18`` sets torchvision's Kaiming-normal fan-out variance on its convs).
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["fold_batchnorm_scale", "weight_matrix", "init_variance", "channel_covariance", "shrink_eigenvalues",
-           "effective_rank", "WeightSpectrum", "weight_spectrum", "truncate_weight", "truncate_layer"]
+__all__ = ["fold_batchnorm_scale", "weight_matrix", "init_variance", "noise_variance", "channel_covariance",
+           "shrink_eigenvalues", "effective_rank", "WeightSpectrum", "weight_spectrum", "layer_spectrum",
+           "truncate_weight", "truncate_layer"]
 
 
 def weight_matrix(weight) -> np.ndarray:
@@ -30,6 +33,13 @@ def weight_matrix(weight) -> np.ndarray:
 def init_variance(d: int) -> float:
     """Variance of PyTorch's default init for fan-in d: U(-1/sqrt(d), 1/sqrt(d)) has variance 1/(3d)."""
     return 1.0 / (3.0 * d)
+
+
+def noise_variance(layer: nn.Module) -> float:
+    """The variance of ``layer``'s initial weights, which eq. 3 treats as the noise: its ``init_variance``
+    attribute when it has one, else PyTorch's default :func:`init_variance` of its fan-in."""
+    own = getattr(layer, "init_variance", None)
+    return float(own) if own is not None else init_variance(_fan_in(layer.weight))
 
 
 def channel_covariance(weight, normalise: bool = True) -> np.ndarray:
@@ -98,18 +108,25 @@ class WeightSpectrum:
         return self.shrunk[keep], self.vectors[:, keep]
 
 
-def weight_spectrum(weight, rotation: np.ndarray | None = None) -> WeightSpectrum:
+def weight_spectrum(weight, rotation: np.ndarray | None = None, noise: float | None = None) -> WeightSpectrum:
     """:class:`WeightSpectrum` of a layer; O(Cout d min(Cout, d)) through the SVD of W, never a d x d eigh.
 
     rotation : optional (d', Cin) alignment A applied to the input channels (w -> A w); for a k x k conv it
-    acts on the channel axis of each pixel (A kron I_{k^2}), giving a (Cout, d' k^2) weight."""
+    acts on the channel axis of each pixel (A kron I_{k^2}), giving a (Cout, d' k^2) weight.
+    noise : the variance the covariance is normalised by (default: PyTorch's default init, :func:`init_variance`)."""
     w = weight_matrix(weight)
     if rotation is not None:
         w = rotate_inputs(w, weight, rotation)
     cout, d = w.shape
-    _, s, vt = np.linalg.svd(w / np.sqrt(cout * init_variance(_fan_in(weight))), full_matrices=False)
+    noise = init_variance(_fan_in(weight)) if noise is None else noise
+    _, s, vt = np.linalg.svd(w / np.sqrt(cout * noise), full_matrices=False)
     lam = s ** 2
     return WeightSpectrum(lam, vt.T, shrink_eigenvalues(lam, d / cout), cout, d)
+
+
+def layer_spectrum(layer: nn.Module, rotation: np.ndarray | None = None) -> WeightSpectrum:
+    """:func:`weight_spectrum` of a conv or linear module, normalised by its :func:`noise_variance`."""
+    return weight_spectrum(layer.weight, rotation, noise_variance(layer))
 
 
 def _fan_in(weight) -> int:

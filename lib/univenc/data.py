@@ -48,6 +48,12 @@ DATASETS = tuple(EXPECTED_FILES)
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10, "pneumoniamnist": 2, "breastmnist": 2,
                "retinamnist": 5, "fsdd": 10}
 MEDMNIST = ("pneumoniamnist", "breastmnist", "retinamnist")
+# Training images per class of each dataset's train split (tests/test_data.py checks them on the real files):
+# ``univenc.zoo`` matches gradient steps across datasets from these, before loading anything.
+TRAIN_CLASS_COUNTS = {"cifar10": (5000,) * 10, "cifar100": (500,) * 100,
+                      "mnist": (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+                      "pneumoniamnist": (1214, 3494), "breastmnist": (147, 399),
+                      "retinamnist": (486, 128, 206, 194, 66), "fsdd": (270,) * 10}
 # What a reproduction cannot do without, and what only adds figures' rows when present.
 REQUIRED_DATASETS = ("cifar10", "mnist")
 OPTIONAL_DATASETS = ("cifar100", *MEDMNIST, "fsdd")

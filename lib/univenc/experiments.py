@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .alignment import analysed_layers
-from .covariance import truncate_layer, weight_spectrum
+from .covariance import fold_batchnorm_scale, layer_spectrum, truncate_layer
 from .data import data_root, load_dataset
 from .results import recorded
 from .similarity import compare
@@ -35,7 +35,7 @@ __all__ = ["trained", "spatial_layers", "spatial_maps", "spatial_score_table", "
            "probe_batches", "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
            "random_init_net", "results_dir", "null_comparison", "layer_ranks_random", "trajectory",
            "ablation_table", "spatial_grid", "raw_filters", "spatial_report_of", "canonical_filter_set",
-           "training_logs", "zoo_table"]
+           "training_logs", "zoo_table", "zoo_net", "canonical_scores"]
 
 
 def results_dir(preset, root=None) -> Path:
@@ -78,7 +78,8 @@ def spatial_score_table(names, preset, root=None, n: int = 5, grid: str = "resam
     nets = {name: load_net(name, p, root) for name in trained(names, p, root)}
     eig = {name: spatial_layers(m) for name, m in nets.items()}
     maps = {name: spatial_maps(m) for name, m in nets.items()}
-    shapes = {name: [tuple(m.weight.shape) for _, m in conv_weights(net)] for name, net in nets.items()}
+    shapes = {name: [tuple(m.weight.shape) for _, m in conv_weights(net) if m.kernel_size[0] > 1]
+              for name, net in nets.items()}
     rows = []
     for a, b in itertools.combinations(nets, 2):
         for layer, ((_, ea), (_, eb)) in enumerate(zip(eig[a], eig[b]), start=1):
@@ -140,34 +141,44 @@ def _cache_ok(cache: Path, sources) -> bool:
     return cache.exists() and all(cache.stat().st_mtime >= s.stat().st_mtime for s in sources if s.exists())
 
 
+def zoo_net(name: str, preset, root=None, fold_bn: bool = False):
+    """:func:`univenc.zoo.load_net`; with ``fold_bn``, the scale of each conv's affine BatchNorm folded into the
+    conv weight (:func:`univenc.covariance.fold_batchnorm_scale`; the zoo's VGGs have none)."""
+    net = load_net(name, preset, root)
+    return fold_batchnorm_scale(net, net.input_size)[0] if fold_bn else net
+
+
 @recorded
-def compare_pair(a: str, b: str, preset, root=None, batches=None, progress: bool = False) -> dict:
-    """:func:`univenc.similarity.compare` of two zoo networks, cached. Returns {"table": DataFrame,
-    "cosines": {layer: {...}}}."""
+def compare_pair(a: str, b: str, preset, root=None, batches=None, progress: bool = False,
+                 fold_bn: bool = False) -> dict:
+    """:func:`univenc.similarity.compare` of two zoo networks (BatchNorm scale folded in with ``fold_bn``),
+    cached. Returns {"table": DataFrame, "cosines": {layer: {...}}}."""
     p = get_preset(preset)
-    cache = results_dir(p, root) / "compare" / f"{a}__{b}.pt"
+    cache = results_dir(p, root) / "compare" / f"{a}__{b}{'__bn_folded' if fold_bn else ''}.pt"
     if _cache_ok(cache, [checkpoint_path(a, p, root), checkpoint_path(b, p, root)]):
         out = load_checkpoint(cache)
         return {"table": pd.DataFrame(out["table"]), "cosines": out["cosines"]}
     batches = probe_batches(p, root) if batches is None else batches
-    res = compare(load_net(a, p, root), load_net(b, p, root), batches, n_draws=p.n_draws, progress=progress)
+    res = compare(zoo_net(a, p, root, fold_bn), zoo_net(b, p, root, fold_bn), batches, n_draws=p.n_draws,
+                  progress=progress)
     table = res.table.assign(net_a=a, net_b=b)
     save_torch({"table": table.to_dict("list"), "cosines": res.cosines}, cache)
     return {"table": table, "cosines": res.cosines}
 
 
-def compare_pairs(preset, root=None, groups=None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Compare every pair of ``PAIRS`` (optionally only some ``groups``) whose networks are trained.
-    Returns (table with a ``group`` column, {(a, b): cosines}). Pairs whose networks are missing are listed
-    in the table's ``attrs["missing"]``."""
+def compare_pairs(preset, root=None, groups=None, progress: bool = True, pairs=None,
+                  fold_bn: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Compare every pair of ``pairs`` (default ``PAIRS``; optionally only some ``groups``) whose networks are
+    trained. Returns (table with a ``group`` column, {(a, b): cosines}). Pairs whose networks are missing are
+    listed in the table's ``attrs["missing"]``."""
     p = get_preset(preset)
     tables, cosines, missing = [], {}, []
-    for a, b, group in tqdm([x for x in PAIRS if groups is None or x[2] in groups], disable=not progress,
-                            desc="pairs", leave=False):
+    for a, b, group in tqdm([x for x in (PAIRS if pairs is None else pairs) if groups is None or x[2] in groups],
+                            disable=not progress, desc="pairs", leave=False):
         if len(trained([a, b], p, root)) < 2:
             missing.append((a, b, group))
             continue
-        out = compare_pair(a, b, p, root)
+        out = compare_pair(a, b, p, root, fold_bn=fold_bn)
         tables.append(out["table"].assign(group=group))
         cosines[(a, b)] = out["cosines"]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -205,7 +216,7 @@ def layer_ranks(names, preset, root=None) -> pd.DataFrame:
     for name in trained(names, p, root):
         net = load_net(name, p, root)
         for depth, (layer, m) in enumerate(analysed_layers(net), start=1):
-            spec = weight_spectrum(m.weight)
+            spec = layer_spectrum(m)
             rows.append(dict(net=name, layer=layer, depth=depth, d=spec.d, Cout=spec.cout, rank=spec.rank,
                              r_eff=spec.effective_rank))
     return pd.DataFrame(rows)
@@ -214,7 +225,7 @@ def layer_ranks(names, preset, root=None) -> pd.DataFrame:
 @recorded
 def layer_ranks_random(name: str, preset, root=None, seeds=(9001, 9002, 9003)) -> float:
     """Mean effective rank over the layers of randomly initialised networks of ``name``'s architecture."""
-    r = [weight_spectrum(m.weight).effective_rank for s in seeds
+    r = [layer_spectrum(m).effective_rank for s in seeds
          for _, m in analysed_layers(random_init_net(name, preset, s))]
     return float(np.mean(r))
 
@@ -241,7 +252,7 @@ def rank_curves(name: str, preset, root=None, n_ranks: int = 8) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows, all_ranks = [], {}
     for depth, (layer, m) in enumerate(analysed_layers(net), start=1):
-        spec = weight_spectrum(m.weight)
+        spec = layer_spectrum(m)
         r_eff = spec.effective_rank
         all_ranks[layer] = int(np.ceil(r_eff))
         d = spec.d
@@ -346,6 +357,22 @@ def raw_filters(name: str, preset, root=None, n: int = 16) -> tuple[list, list]:
     net = load_net(name, preset, root)
     weights = [m.weight.detach()[:n, :n].numpy().copy() for _, m in conv_weights(net) if m.kernel_size[0] > 1]
     return weights, spatial_maps(net)
+
+
+@recorded
+def canonical_scores(names, preset, root=None, fold_bn: bool = False) -> pd.DataFrame:
+    """:func:`univenc.spatial.canonical_score_table` of each trained network among ``names`` (its k x k layers
+    against the package's canonical 3x3 set, beside random-init weights), BatchNorm scale folded in with
+    ``fold_bn``. Columns: net, layer, k, map, status, padded, top1/3/5, score, null."""
+    from .spatial import canonical_score_table
+
+    tables = []
+    for name in trained(names, preset, root):
+        net = zoo_net(name, preset, root, fold_bn)
+        table = canonical_score_table(net, net.input_size, null_seeds=get_preset(preset).null_seeds)
+        table = table[table.k > 1].drop(columns=["Cout", "Cin", "groups", "trainable"])
+        tables.append(table.assign(net=name, padded=[padding_dominated(m, k) for m, k in zip(table["map"], table.k)]))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 @recorded

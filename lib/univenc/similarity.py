@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .alignment import accumulate_input_statistics, pair_layers, procrustes
-from .covariance import shrink_eigenvalues, weight_matrix, weight_spectrum
+from .covariance import layer_spectrum, shrink_eigenvalues, weight_matrix
 
 __all__ = ["eigenvector_cosines", "bw_cosine", "bw_cosine_dense", "random_rotation_floor",
            "resampling_ceiling", "normalised_similarity", "NormalisedSimilarity", "compare", "Comparison"]
@@ -167,15 +167,15 @@ def compare(net_a, net_b, batches, n_draws: int = 5, seed: int = 0, n_vectors: i
     rows, cosines, rotations = [], {}, {}
     for i, (((na, ma), (nb, mb)), st) in enumerate(zip(pairs, stats)):
         rot = procrustes(st.cross)
-        spec_a = weight_spectrum(ma.weight, rotation=rot)
-        spec_b = weight_spectrum(mb.weight)
+        spec_a = layer_spectrum(ma, rotation=rot)
+        spec_b = layer_spectrum(mb)
         if spec_a.d != spec_b.d:
             raise ValueError(f"layers {na} and {nb}: aligned input dims differ ({spec_a.d} vs {spec_b.d})")
         va, ua = spec_a.retained()
         vb, ub = spec_b.retained()
         sim = normalised_similarity(va, ua, vb, ub, spec_a.cout, n_draws, seed + 1000 * i)
         same_space = weight_matrix(ma.weight).shape[1] == weight_matrix(mb.weight).shape[1]
-        raw_a = weight_spectrum(ma.weight) if same_space else None
+        raw_a = layer_spectrum(ma) if same_space else None
         cos_raw = bw_cosine(*raw_a.retained(), vb, ub) if same_space else float("nan")
         n = min(n_vectors, spec_a.vectors.shape[1], spec_b.vectors.shape[1])
         cosines[na] = {"aligned": eigenvector_cosines(spec_a.vectors, spec_b.vectors, n),

@@ -16,7 +16,7 @@ from torch import nn
 __all__ = ["spatial_covariance", "spatial_eigenvectors", "spatial_report", "spatial_similarity",
            "to_common_grid", "mean_spatial_covariance", "random_init_weights", "conv_weights",
            "canonical_filters", "save_filters", "layer_input_sizes", "default_input_size", "padding_dominated",
-           "PADDING_STATUS", "layer_maps"]
+           "PADDING_STATUS", "layer_maps", "canonical_score_table"]
 
 # A k x k filter on a map not larger than k mostly multiplies the zero padding: on a 1x1 map only the centre
 # tap ever sees data, so only the centre tap trains and the spatial covariance is "centre pixel + init noise",
@@ -163,6 +163,33 @@ def spatial_report(model: nn.Module, input_size=None, n_top=(1, 3, 5)) -> pd.Dat
     if not rows:
         raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer: spatial analysis needs conv layers")
     return pd.DataFrame(rows)
+
+
+def canonical_score_table(model: nn.Module, input_size=None, n: int = 5, null_seeds: int = 5,
+                          filters=None) -> pd.DataFrame:
+    """:func:`spatial_report` plus each k x k layer's universality score against a canonical filter set (default:
+    the package's, ``univenc.models.canonical_spatial_filters``): the matched |cos| of the top-``n`` eigen-images
+    (:func:`spatial_similarity`), beside the same score for PyTorch-default random-init weights of the layer's
+    shape (``null``, mean over ``null_seeds``). Layers not analysed (1x1, non-square) get NaN."""
+    from .models import canonical_spatial_filters
+
+    report = spatial_report(model, input_size=input_size).drop(columns=["spectrum"], errors="ignore")
+    analysed = report.status.str.startswith("analysed") | (report.status == PADDING_STATUS)
+    if not analysed.any():
+        raise ValueError(f"{type(model).__name__} has no square k x k conv layer (k > 1): there is no spatial "
+                         f"structure to analyse (its conv layers: {', '.join(sorted(set(report.status)))})")
+    canonical = np.asarray(canonical_spatial_filters() if filters is None else filters, dtype=np.float64)
+    modules = dict(conv_weights(model))
+    scores, nulls = [], []
+    for row in report.itertuples():
+        if not analysed[row.Index]:
+            scores.append(np.nan), nulls.append(np.nan)
+            continue
+        weight = modules[row.layer].weight
+        scores.append(spatial_similarity(spatial_eigenvectors(weight)[1], canonical, n))
+        nulls.append(np.mean([spatial_similarity(spatial_eigenvectors(random_init_weights(weight.shape, s))[1],
+                                                 canonical, n) for s in range(null_seeds)]))
+    return report.assign(score=scores, null=nulls)
 
 
 def mean_spatial_covariance(weights) -> np.ndarray:

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .alignment import analysed_layers
-from .covariance import weight_spectrum
+from .covariance import layer_spectrum
 from .similarity import compare
 from .spatial import conv_weights, spatial_eigenvectors, spatial_similarity
 from .storage import load_checkpoint
@@ -42,7 +42,7 @@ def load_checkpoint_model(path, model: nn.Module | None = None) -> tuple[nn.Modu
     A univenc checkpoint (from :func:`univenc.training.fit`) carries its architecture. A plain state dict, or
     a dict with a ``state_dict`` entry, is loaded into ``model`` (a network of the right architecture; its
     weights are replaced), with a strict key check."""
-    from .models import VGG
+    from .models import model_from_config
 
     ckpt = load_checkpoint(path)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
@@ -50,8 +50,7 @@ def load_checkpoint_model(path, model: nn.Module | None = None) -> tuple[nn.Modu
         raise ValueError(f"{path} holds no state dict")
     cfg = ckpt.get("config", {}).get("model") if isinstance(ckpt.get("config"), dict) else None
     if cfg is not None:
-        filters = state.get("features.0.filters") if cfg.get("factorized") else None
-        net = VGG(**{**cfg, "filters": filters})
+        net = model_from_config(cfg, state)
     elif model is not None:
         net = model
     else:
@@ -97,7 +96,7 @@ def _network_rows(net: nn.Module, final: nn.Module, n: int) -> list[dict]:
             rows[name] = dict(top5=float(vals[:5].sum() / vals.sum()),
                               spatial_score=spatial_similarity(vecs, final_vecs, n))
     for depth, (name, m) in enumerate(analysed_layers(net), start=1):
-        rows.setdefault(name, {}).update(depth=depth, r_eff=weight_spectrum(m.weight).effective_rank)
+        rows.setdefault(name, {}).update(depth=depth, r_eff=layer_spectrum(m).effective_rank)
     return [dict(layer=name, **stats) for name, stats in rows.items()]
 
 

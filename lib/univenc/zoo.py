@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .data import Task, data_root, load_task, task_available
-from .models import VGG, canonical_spatial_filters
+from .data import TRAIN_CLASS_COUNTS, Task, data_root, load_task, task_available
+from .models import VGG, canonical_spatial_filters, resnet18
 from .storage import exclusive_lock, load_checkpoint
 from .training import TrainConfig, train
 
-__all__ = ["NetSpec", "Preset", "PRESETS", "ZOO", "PAIRS", "get_preset", "build_model", "train_config",
+__all__ = ["NetSpec", "Preset", "PRESETS", "ZOO", "PAIRS", "NON_NATURAL", "NATURAL_NETS", "NON_NATURAL_NETS",
+           "RESNET_PAIRS", "get_preset", "build_model", "train_config", "train_images",
            "train_zoo", "load_net", "checkpoint_path", "zoo_dir", "available", "zoo_table",
            "Ablation", "ABLATIONS", "ablation_checkpoint", "train_ablation", "train_ablations"]
 
@@ -31,9 +32,12 @@ __all__ = ["NetSpec", "Preset", "PRESETS", "ZOO", "PAIRS", "get_preset", "build_
 class NetSpec:
     """One network of the zoo.
 
-    arch : "vgg" (standard, Appendix B.1) or "factorized" (B.2).
+    arch : "vgg" (standard, Appendix B.1), "factorized" (B.2) or "resnet18" (torchvision's, unchanged).
     recipe : "standard"; "random_fig1b" (random labels, no BN, no augmentation, 2x epochs, lr ``fig1b_lr``);
              "random_fig34" (random labels, BN and augmentation kept, 4x epochs).
+    match_steps : a small dataset (``univenc.data.TRAIN_CLASS_COUNTS``): it trains on all its training images
+             (up to the preset's cap) for as many epochs as give the gradient steps of a CIFAR-10 network of
+             the preset (:func:`train_images`).
     figures : the figures that use it.
     """
     name: str
@@ -44,6 +48,7 @@ class NetSpec:
     recipe: str = "standard"
     head: str = "linear"
     figures: tuple = ()
+    match_steps: bool = False
 
 
 @dataclass
@@ -112,6 +117,9 @@ def _t(name, **kw):
     return Task(name, **kw)
 
 
+NON_NATURAL = ("pneumoniamnist", "breastmnist", "retinamnist", "fsdd")
+
+
 ZOO = [
     # Fig. 1a, 1c, 2: standard VGG-11 on CIFAR-10, k = 3, 5, 7 (MLP head, as in the paper's Fig. 1a/b).
     NetSpec("vgg_k3_cifar10", "vgg", _t("cifar10"), 101, 3, head="mlp", figures=("1a", "1c", "2", "5")),
@@ -144,12 +152,28 @@ ZOO = [
     NetSpec("fac_mnist", "factorized", _t("mnist"), 211, figures=("3", "4")),
     NetSpec("fac_imagenet32", "factorized", _t("imagenet32"), 212, figures=("3", "4")),
     NetSpec("fac_imagenet32_bis", "factorized", _t("imagenet32"), 213, figures=("3", "4")),
+    # Non-natural controls (notebook 10): X-rays, ultrasound, retinal photographs, speech spectrograms.
+    *[NetSpec(f"{prefix}_{ds}", arch, _t(ds), seed, head=head, figures=figs, match_steps=True)
+      for i, ds in enumerate(NON_NATURAL)
+      for prefix, arch, seed, head, figs in [("vgg_k3", "vgg", 111 + i, "mlp", ("1c", "9")),
+                                             ("fac", "factorized", 214 + i, "linear", ("9",))]],
+    # ResNet-18 (notebook 09): skip connections and affine BatchNorm.
+    NetSpec("resnet18_cifar10", "resnet18", _t("cifar10"), 301, figures=("8",)),
+    NetSpec("resnet18_cifar10_bis", "resnet18", _t("cifar10"), 302, figures=("8",)),
+    NetSpec("resnet18_cifar100", "resnet18", _t("cifar100"), 303, figures=("8",)),
+    NetSpec("resnet18_cifar10_random", "resnet18", _t("cifar10", random_labels="a"), 304, recipe="random_fig34",
+            figures=("8",)),
 ]
 ZOO_BY_NAME = {s.name: s for s in ZOO}
 
 # The comparisons of Figs. 2-4: (network a, network b, group).
 _DATASET_NETS = ["fac_cifar5", "fac_cifar10", "fac_cifar10a", "fac_cifar10b", "fac_cifar100", "fac_cifar100a",
                  "fac_cifar100b", "fac_imagenet32", "fac_mnist"]
+NATURAL_NETS = [n for n in _DATASET_NETS if n != "fac_mnist"]
+NON_NATURAL_NETS = [f"fac_{ds}" for ds in NON_NATURAL]
+RESNET_PAIRS = [("resnet18_cifar10", "resnet18_cifar10_bis", "seeds"),
+                ("resnet18_cifar10", "resnet18_cifar100", "datasets"),
+                ("resnet18_cifar10", "resnet18_cifar10_random", "true vs random")]
 PAIRS = [
     ("vgg_k3_cifar10", "vgg_k3_cifar10_bis", "seeds"),
     ("fac_cifar10", "fac_cifar10_bis", "labels"),
@@ -157,7 +181,8 @@ PAIRS = [
     ("fac_cifar10", "fac_cifar10_random_b", "labels"),
     ("fac_cifar10_random_a", "fac_cifar10_random_b", "labels"),
     ("fac_imagenet32", "fac_imagenet32_bis", "labels"),
-] + [(a, b, "datasets") for i, a in enumerate(_DATASET_NETS) for b in _DATASET_NETS[i + 1:]]
+] + [(a, b, "datasets") for i, a in enumerate(_DATASET_NETS) for b in _DATASET_NETS[i + 1:]] \
+  + [(a, b, "non-natural") for a in NON_NATURAL_NETS for b in NATURAL_NETS]
 
 
 def zoo_dir(preset, root=None) -> Path:
@@ -173,10 +198,15 @@ def available(spec: NetSpec, root=None) -> bool:
     return task_available(spec.task, root)
 
 
-def build_model(spec: NetSpec, preset, num_classes: int, filters=None) -> VGG:
-    """A freshly initialised network of ``spec`` at the preset's width (seeded by ``spec.init_seed``)."""
+def build_model(spec: NetSpec, preset, num_classes: int, filters=None) -> torch.nn.Module:
+    """A freshly initialised network of ``spec`` at the preset's width (seeded by ``spec.init_seed``); a
+    ResNet-18 is torchvision's at its own width."""
     p = get_preset(preset)
     torch.manual_seed(spec.init_seed)
+    if spec.arch == "resnet18":
+        model = resnet18(num_classes)
+        model.input_size = spec.task.input_size
+        return model
     factorized = spec.arch == "factorized"
     if factorized and filters is None:
         filters = canonical_spatial_filters()
@@ -193,17 +223,34 @@ def train_config(spec: NetSpec, preset) -> TrainConfig:
     mult = {"standard": 1, "random_fig1b": 2, "random_fig34": 4}[spec.recipe]
     override = {k: v for k, v in p.random_label_recipes.get(spec.recipe, {}).items() if k != "per_class"}
     epochs = override.get("epochs", p.epochs * mult)
+    if spec.match_steps:  # as many gradient steps as a CIFAR-10 network: more epochs over fewer images
+        epochs = max(epochs, round(epochs * train_images(ZOO_BY_NAME["fac_cifar10"], p) / train_images(spec, p)))
     # The preset's epochs and their multiples: a random-label run shares epochs with a true-label one.
     ckpts = tuple(sorted({e for e in p.checkpoint_epochs} | {e * mult for e in p.checkpoint_epochs}))
+    # Intermediate checkpoints feed the learning trajectories of the VGGs; a ResNet-18's are 90 MB each.
+    keep = spec.arch != "resnet18" and not spec.match_steps
     cfg = TrainConfig(epochs=epochs, lr=p.fig1b_lr if spec.recipe == "random_fig1b" else p.lr,
                       lr_step=max(1, epochs // 3), batch_size=p.batch_size,
                       augment=spec.recipe != "random_fig1b", seed=spec.init_seed,
-                      checkpoint_epochs=tuple(e for e in ckpts if e < epochs), eval_every=p.eval_every)
+                      checkpoint_epochs=tuple(e for e in ckpts if e < epochs and keep), eval_every=p.eval_every)
     return replace(cfg, **override)
 
 
+def train_images(spec: NetSpec, preset) -> int:
+    """How many training images network ``spec`` sees per epoch under the preset (known before loading)."""
+    p = get_preset(preset)
+    if spec.task.name not in TRAIN_CLASS_COUNTS:
+        raise ValueError(f"the training-set size of task {spec.task.name!r} is not listed in "
+                         f"univenc.data.TRAIN_CLASS_COUNTS; add its per-class counts there")
+    per_class = _task_for(spec, p).per_class
+    counts = TRAIN_CLASS_COUNTS[spec.task.name]
+    return sum(c if per_class is None else min(c, per_class) for c in counts)
+
+
 def _task_for(spec: NetSpec, p: Preset, per_class=None) -> Task:
-    if per_class is None:
+    if per_class is None and spec.match_steps:
+        per_class = None  # all its images, up to the preset's cap below
+    elif per_class is None:
         per_class = p.random_per_class if spec.task.random_labels is not None else p.per_class
         per_class = p.random_label_recipes.get(spec.recipe, {}).get("per_class", per_class)
     if p.max_train_images is not None:  # the same data budget for 5, 10, 50 or 100 classes
