@@ -157,3 +157,5 @@ def test_noise_variance_follows_the_layers_own_init():
     plain = torch.nn.Conv2d(64, 64, 3)
     plain.weight.data.copy_(layer.weight.data)  # the same weights read with the default init's noise
     assert layer_spectrum(plain).rank > 10
+    from univenc.refs import resolve_model  # torchvision:resnet* references declare it too
+    assert noise_variance(resolve_model("torchvision:resnet34").layer3[0].conv2) == pytest.approx(2 / (256 * 9))

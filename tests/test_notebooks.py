@@ -14,12 +14,12 @@ from univenc.reproduce import notebooks
 EXPECTED_FIGURES = ["data_examples", "training_curves", "fig1a_spatial_eigenvectors", "fig1b_random_labels",
                     "fig1c_datasets", "fig5_raw_filters", "fig2_alignment", "fig2_accuracy_vs_rank",
                     "fig3_true_vs_random", "fig3_datasets", "fig4_normalized_similarity",
-                    "fig6_learning_trajectories", "fig7_ablations"]
+                    "fig6_learning_trajectories", "fig7_ablations", "fig8_resnet", "fig9_non_natural"]
 
 
 def test_notebooks_are_numbered_parametrised_and_stripped():
     nbs = notebooks()
-    assert [nb.stem[:2] for nb in nbs] == [f"{i:02d}" for i in range(9)]
+    assert [nb.stem[:2] for nb in nbs] == [f"{i:02d}" for i in range(11)]
     for nb in nbs:
         cells = json.loads(nb.read_text())["cells"]
         tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -40,7 +40,8 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000, name
         assert (tmp_path / "figures" / f"{name}.pdf").exists(), name
     claims = json.loads((tmp_path / "figures" / "claims.json").read_text())
-    assert [c["id"] for c in claims] == [1, 2, "2-all", *range(3, 12)]
+    controls = ["9-MNIST", "9-X-ray", "9-ultrasound", "9-retina", "9-spectrogram"]
+    assert [c["id"] for c in claims] == [1, 2, "2-all", *range(3, 9), *controls, 10, 11, 12, 13]
     assert all(c["preset"] == "smoke" for c in claims)
     assert "| # | claim |" in (tmp_path / "figures" / "claims.md").read_text()
     zoo = (tmp_path / "figures" / "zoo.csv").read_text()

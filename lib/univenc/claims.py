@@ -20,15 +20,14 @@ from scipy.stats import spearmanr
 
 from . import experiments as ex
 from .storage import atomic_write, save_json
-from .zoo import Preset, get_preset
+from .zoo import NATURAL_NETS, Preset, get_preset
 
 __all__ = ["Claim", "Context", "CLAIMS", "evaluate_claims", "write_claims"]
 
 # Thresholds shared by the criteria (chosen a priori).
 MIN_SPATIAL_SCORE = 0.8       # matched |cos| of the top-5 spatial eigenvectors
 NULL_SIGMAS = 3.0             # a statistic must exceed its null mean by this many null standard deviations
-NATURAL = {"fac_cifar5", "fac_cifar10", "fac_cifar10a", "fac_cifar10b", "fac_cifar100", "fac_cifar100a",
-           "fac_cifar100b", "fac_imagenet32"}
+NATURAL = set(NATURAL_NETS)  # the factorized networks trained on natural images
 
 
 @dataclass
@@ -52,7 +51,8 @@ class Context:
 
     @cached_property
     def pairs(self):
-        return ex.compare_pairs(self.preset, self.root, groups=("labels", "datasets"), progress=False)[0]
+        return ex.compare_pairs(self.preset, self.root, groups=("labels", "datasets", "non-natural"),
+                                progress=False)[0]
 
     def group(self, name):
         return self.pairs[self.pairs.group == name] if not self.pairs.empty else self.pairs
@@ -65,9 +65,12 @@ def _layers(layers) -> str:
     return ", ".join(str(x) for x in layers) or "none"
 
 
-def _spatial_pairs_claim(ctx, cid, text, names, datasets, all_layers=False):
+def _spatial_pairs_claim(ctx, cid, text, names, datasets, all_layers=False, against=None):
+    """Every pair of ``names`` (only those with ``against`` when given)."""
     p = ctx.preset
     table = ex.spatial_score_table(names, p, ctx.root)
+    if against is not None and not table.empty:
+        table = table[(table.net_a == against) | (table.net_b == against)]
     if table.empty:
         return ctx.not_tested(cid, text, f"networks missing ({', '.join(names)})", datasets)
     deep = table[table.layer >= 2]
@@ -238,19 +241,39 @@ def claim_8_effective_rank(ctx):
         ", ".join(n.replace("fac_", "") for n in means.index), p.name)
 
 
-def claim_9_non_natural(ctx):
-    ds, nat = ctx.group("datasets"), _natural_pairs(ctx)
-    text = "The non-natural control (MNIST) is less similar to the natural datasets than they are to each other"
-    mn = ds[(ds.net_a == "fac_mnist") | (ds.net_b == "fac_mnist")] if not ds.empty else ds
-    if mn.empty or nat.empty:
-        return ctx.not_tested(9, text, "networks missing", "MNIST")
-    s_nat, s_mn = nat.S.mean(), mn.S.mean()
-    spread = float(np.sqrt((nat.S_spread ** 2).mean() + (mn.S_spread ** 2).mean()))
+# The non-natural controls of claim 9 and of the spatial row 13: {label: (factorized net, standard net)}.
+CONTROLS = {"MNIST": ("fac_mnist", "vgg_k3_mnist"),
+            "X-ray": ("fac_pneumoniamnist", "vgg_k3_pneumoniamnist"),
+            "ultrasound": ("fac_breastmnist", "vgg_k3_breastmnist"),
+            "retina": ("fac_retinamnist", "vgg_k3_retinamnist"),
+            "spectrogram": ("fac_fsdd", "vgg_k3_fsdd")}
+
+
+def _control_pairs(ctx, net):
+    """The comparisons of the control ``net`` with every natural-image network."""
+    rows = ctx.pairs
+    if rows.empty:
+        return rows
+    return rows[((rows.net_a == net) & rows.net_b.isin(NATURAL)) | ((rows.net_b == net) & rows.net_a.isin(NATURAL))]
+
+
+def _claim_9_control(ctx, label):
+    net = CONTROLS[label][0]
+    text = f"The non-natural control ({label}) is less similar to the natural datasets than they are to each other"
+    cid, nat, ctl = f"9-{label}", _natural_pairs(ctx), _control_pairs(ctx, net)
+    if ctl.empty or nat.empty:
+        return ctx.not_tested(cid, text, f"networks missing ({net} or the natural ones)", label)
+    s_nat, s_ctl = nat.S.mean(), ctl.S.mean()
+    spread = float(np.sqrt((nat.S_spread ** 2).mean() + (ctl.S_spread ** 2).mean()))
     return Claim(
-        9, text, "mean S over layers and pairs: MNIST vs natural, natural vs natural",
-        "S(MNIST, natural) < S(natural, natural) by more than the floor/ceiling spread",
-        f"S(natural, natural) = {s_nat:.3f}; S(MNIST, natural) = {s_mn:.3f}", f"spread {spread:.3f}",
-        bool(s_nat - s_mn > spread), "MNIST, CIFAR variants", ctx.preset.name)
+        cid, text, f"mean S over layers and pairs: {label} vs natural, natural vs natural",
+        f"S({label}, natural) < S(natural, natural) by more than the floor/ceiling spread",
+        f"S(natural, natural) = {s_nat:.3f}; S({label}, natural) = {s_ctl:.3f}", f"spread {spread:.3f}",
+        bool(s_nat - s_ctl > spread), f"{net.replace('fac_', '')} vs CIFAR variants", ctx.preset.name)
+
+
+def claim_9_non_natural(ctx):
+    return [_claim_9_control(ctx, label) for label in CONTROLS]
 
 
 def claim_10_twins_grow(ctx):
@@ -301,15 +324,61 @@ def claim_11_robust(ctx):
         bool(close.all() and ordered.all()), "CIFAR-10 (true and random labels)", ctx.preset.name)
 
 
+RESNETS = ["resnet18_cifar10", "resnet18_cifar10_bis", "resnet18_cifar100", "resnet18_cifar10_random"]
+
+
+def claim_12_resnet_spatial(ctx):
+    """Fixed before the cpu run of issue 14: the claims' spatial thresholds, the padding rule, and the package's
+    canonical 3x3 set (from VGGs) as the reference; decided on the raw conv weights, the BatchNorm-folded ones
+    reported beside them."""
+    text = "Spatial eigenvectors of a ResNet-18's 3x3 layers (>= 2) are the canonical set (skip connections, affine BN)"
+    raw = ex.canonical_scores(RESNETS, ctx.preset, ctx.root)
+    if raw.empty:
+        return ctx.not_tested(12, text, f"networks missing ({', '.join(RESNETS)})", "CIFAR-10, CIFAR-100")
+    folded = ex.canonical_scores(RESNETS, ctx.preset, ctx.root, fold_bn=True)
+
+    def per_net(table):
+        counted = table[(table.k == 3) & ~table.padded]
+        return counted.groupby("net", sort=False).agg(score=("score", "mean"), null=("null", "mean"),
+                                                       null_std=("null_std", "mean"), layers=("layer", list))
+    r, f = per_net(raw), per_net(folded)
+    excluded = sorted(set(raw[(raw.k == 3) & raw.padded].layer), key=list(raw.layer).index)
+    ok = (r.score >= MIN_SPATIAL_SCORE) & (r.score > r.null + NULL_SIGMAS * r.null_std)
+    return Claim(
+        12, text, "per network: mean over its 3x3 layers whose input map is larger than 3 of the matched |cos| of "
+        "the top-5 spatial eigenvectors against univenc's canonical 3x3 set (from VGGs)",
+        f"every network >= {MIN_SPATIAL_SCORE} and > null + {NULL_SIGMAS:g} sd (null: random-init weights of the "
+        "same shapes against the same set)",
+        "; ".join(f"{n}: {row.score:.3f} (BN scale folded: {f.score.get(n, np.nan):.3f})" for n, row in r.iterrows())
+        + f"; layers {_layers(r.layers.iloc[0])}; excluded, map ≤ 3: {_layers(excluded)}",
+        "; ".join(f"{row.null:.3f}±{row.null_std:.3f}" for _, row in r.iterrows()), bool(ok.all()),
+        "CIFAR-10 (2 seeds, random labels), CIFAR-100", ctx.preset.name)
+
+
+def claim_13_non_natural_spatial(ctx):
+    """Fixed before the cpu run of issue 15: claim 2's criterion, each control's standard VGG against CIFAR-10's."""
+    names = ["vgg_k3_cifar10"] + [standard for _, standard in CONTROLS.values()]
+    return _spatial_pairs_claim(ctx, 13, "Spatial eigenvectors are the canonical set also for non-natural data "
+                                "(digits, X-rays, ultrasound, retina, spectrograms)", names,
+                                "MNIST, PneumoniaMNIST, BreastMNIST, RetinaMNIST, FSDD vs CIFAR-10",
+                                against="vgg_k3_cifar10")
+
+
 CLAIMS = [claim_1_filter_sizes, claim_2_datasets_and_labels, claim_2_all_layers, claim_3_first_layer,
           claim_4_alignment, claim_5_truncation, claim_6_natural_datasets, claim_7_true_vs_random,
-          claim_8_effective_rank, claim_9_non_natural, claim_10_twins_grow, claim_11_robust]
+          claim_8_effective_rank, claim_9_non_natural, claim_10_twins_grow, claim_11_robust,
+          claim_12_resnet_spatial, claim_13_non_natural_spatial]
 
 
 def evaluate_claims(preset, root=None) -> list[Claim]:
-    """Compute every claim's statistic from the trained zoo of ``preset``, in the order of ``CLAIMS``."""
+    """Compute every claim's statistic from the trained zoo of ``preset``, in the order of ``CLAIMS`` (a claim
+    function may give several rows, e.g. one per control)."""
     ctx = Context(get_preset(preset), root)
-    return [claim(ctx) for claim in CLAIMS]
+    rows = []
+    for claim in CLAIMS:
+        value = claim(ctx)
+        rows.extend(value if isinstance(value, list) else [value])
+    return rows
 
 
 def write_claims(claims: list[Claim], out_dir) -> tuple:

@@ -35,7 +35,7 @@ __all__ = ["trained", "spatial_layers", "spatial_maps", "spatial_score_table", "
            "probe_batches", "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
            "random_init_net", "results_dir", "null_comparison", "layer_ranks_random", "trajectory",
            "ablation_table", "spatial_grid", "raw_filters", "spatial_report_of", "canonical_filter_set",
-           "training_logs", "zoo_table", "zoo_net", "canonical_scores"]
+           "training_logs", "zoo_table", "zoo_net", "canonical_scores", "chance_levels"]
 
 
 def results_dir(preset, root=None) -> Path:
@@ -373,6 +373,19 @@ def canonical_scores(names, preset, root=None, fold_bn: bool = False) -> pd.Data
         table = table[table.k > 1].drop(columns=["Cout", "Cin", "groups", "trainable"])
         tables.append(table.assign(net=name, padded=[padding_dominated(m, k) for m, k in zip(table["map"], table.k)]))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+@recorded
+def chance_levels(datasets, preset, root=None) -> dict:
+    """{dataset: test accuracy of always answering its most frequent test class}, for the datasets present."""
+    from .data import is_available
+
+    out = {}
+    for name in datasets:
+        if is_available(name, root):
+            labels = load_dataset(name, train=False, root=root, download=False)[1]
+            out[name] = float(torch.bincount(labels).max()) / len(labels)
+    return out
 
 
 @recorded

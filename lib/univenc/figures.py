@@ -10,7 +10,8 @@ from .data import REPO_ROOT
 
 __all__ = ["FIGURES_DIR", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
            "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
-           "plot_spatial_grid", "empty_figure", "plot_trajectory", "plot_ablations", "save_table"]
+           "plot_spatial_grid", "empty_figure", "plot_trajectory", "plot_ablations", "save_table",
+           "plot_canonical_scores", "plot_controls"]
 
 FIGURES_DIR = REPO_ROOT / "figures"
 
@@ -135,12 +136,15 @@ def plot_rank_curves(df, ax=None):
     return ax
 
 
-def plot_similarity_vs_depth(table, ax=None, title=""):
-    """Fig. 4: S (eq. 6) versus depth, one line per pair, error bars: spread over floor/ceiling draws."""
+def plot_similarity_vs_depth(table, ax=None, title="", linestyle="-", suffix="", colors=None):
+    """Fig. 4: S (eq. 6) versus depth, one line per pair, error bars: spread over floor/ceiling draws.
+    ``linestyle``, ``suffix`` (added to the labels) and ``colors`` (one per pair) draw a variant on the same axes."""
     ax = ax or plt.subplots(figsize=(5, 3.6))[1]
-    for (a, b), g in table.groupby(["net_a", "net_b"], sort=False):
-        ax.errorbar(g.depth, g.S, yerr=g.S_spread, marker="o", ms=3, capsize=2, lw=1,
-                    label=f"{a.replace('fac_', '')} / {b.replace('fac_', '')}")
+    groups = list(table.groupby(["net_a", "net_b"], sort=False))
+    for i, ((a, b), g) in enumerate(groups):
+        ax.errorbar(g.depth, g.S, yerr=g.S_spread, marker="o", ms=3, capsize=2, lw=1, ls=linestyle,
+                    color=None if colors is None else colors[i],
+                    label=f"{a.replace('fac_', '')} / {b.replace('fac_', '')}{suffix}")
     ax.axhline(0, color="0.5", lw=0.6), ax.axhline(1, color="0.5", lw=0.6, ls="--")
     if len(table):
         depths = range(1, int(table.depth.max()) + 1)
@@ -149,6 +153,55 @@ def plot_similarity_vs_depth(table, ax=None, title=""):
     ax.set_ylabel("normalised similarity S")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=5.5, ncol=2)
+    return ax
+
+
+def plot_canonical_scores(table, ax=None, title="", folded=None):
+    """Spatial score of each k x k layer against the canonical set, one line per network (``table`` from
+    ``univenc.experiments.canonical_scores``; ``folded``: the same with the BatchNorm scale folded in, dashed).
+    Grey band: the random-init null (mean +- 3 sd); shaded columns: padding-dominated layers (map <= k)."""
+    ax = ax or plt.subplots(figsize=(6, 3.6))[1]
+    if table is None or len(table) == 0:
+        ax.text(0.5, 0.5, "no trained network", ha="center", transform=ax.transAxes)
+        return ax
+    layers = list(dict.fromkeys(table.layer))
+    x = {layer: i for i, layer in enumerate(layers)}
+    colors = plt.cm.tab10(np.arange(table.net.nunique()) % 10)
+    for color, (net, g) in zip(colors, table.groupby("net", sort=False)):
+        ax.plot([x[v] for v in g.layer], g.score, "-o", ms=3, lw=1, color=color, label=net)
+        if folded is not None and len(folded):
+            f = folded[folded.net == net]
+            ax.plot([x[v] for v in f.layer], f.score, "--", lw=1, color=color)
+    null = table.groupby("layer", sort=False)[["null", "null_std"]].mean().reindex(layers)
+    ax.fill_between(range(len(layers)), null.null - 3 * null.null_std, null.null + 3 * null.null_std, color="0.85",
+                    label="random init (±3 sd)")
+    for layer in table[table.padded].layer.unique():
+        ax.axvspan(x[layer] - 0.5, x[layer] + 0.5, color="0.5", alpha=0.12, lw=0)
+    maps = table.drop_duplicates("layer").set_index("layer")["map"].reindex(layers)
+    ax.set_xticks(range(len(layers)), [f"{v} ({int(m)})" for v, m in maps.items()], rotation=60, ha="right",
+                  fontsize=6)
+    ax.set_ylim(0, 1.02), ax.set_ylabel("score vs canonical set (top-5 |cos|)")
+    ax.set_title(title + ("\n(dashed: BatchNorm scale folded in; shaded: map ≤ k)" if folded is not None else ""),
+                 fontsize=8)
+    ax.legend(fontsize=6)
+    return ax
+
+
+def plot_controls(table, reference, ax=None, title=""):
+    """S (eq. 6) per layer between each control and the natural-image networks: one line per control (mean
+    over its natural partners, band: their min-max), beside ``reference`` (natural-natural pairs), in black.
+    ``table`` has columns control, depth, S; ``reference`` columns depth, S."""
+    ax = ax or plt.subplots(figsize=(6, 3.8))[1]
+    for label, g in [("natural / natural", reference)] + list(table.groupby("control", sort=False)):
+        by = g.groupby("depth").S.agg(["mean", "min", "max"])
+        black = label == "natural / natural"
+        line, = ax.plot(by.index, by["mean"], "-o", ms=3, lw=2 if black else 1, color="k" if black else None,
+                        label=label if black else f"{label} / natural")
+        ax.fill_between(by.index, by["min"], by["max"], color=line.get_color(), alpha=0.12, lw=0)
+    ax.axhline(0, color="0.5", lw=0.6)
+    ax.set(xlabel="layer", ylabel="normalised similarity S")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
     return ax
 
 
@@ -180,19 +233,20 @@ def plot_image_grid(images: dict, n: int = 8):
     return fig
 
 
-def plot_spatial_grid(nets: dict, n: int = 5, title: str = "", maps: dict | None = None):
+def plot_spatial_grid(nets: dict, n: int = 5, title: str = "", maps: dict | None = None, fig=None):
     """Fig. 1 layout: one row per layer, one block of ``n`` eigen-images per network; the first layer's row
     is set apart (it differs). ``nets[label]`` is a list, per layer, of (eigenvalues, eigen-images (m, k, k))
     as returned by ``univenc.experiments.spatial_layers``. Titles give each eigenvector's variance fraction.
     ``maps[label]``: input map side per layer (``univenc.experiments.spatial_maps``), written beside each
-    layer; layers whose map is not larger than k are faded and labelled "(pad)"."""
+    layer; layers whose map is not larger than k are faded and labelled "(pad)". ``fig``: draw into this
+    figure or subfigure instead of a new one."""
     if not nets:
         return empty_figure("no trained network in this selection")
     maps = maps or {}
     labels = list(nets)
     n_layers = max(len(v) for v in nets.values())
     ncol = len(labels) * (n + 1) - 1
-    fig = plt.figure(figsize=(0.62 * ncol + 0.8, 0.72 * n_layers + 1.3))
+    fig = fig or plt.figure(figsize=(0.62 * ncol + 0.8, 0.72 * n_layers + 1.3))
     grid = fig.add_gridspec(n_layers + 1, ncol, height_ratios=[1, 0.25] + [1] * (n_layers - 1),
                             width_ratios=([1] * n + [0.3]) * (len(labels) - 1) + [1] * n, hspace=0.45, wspace=0.1)
     for b, label in enumerate(labels):

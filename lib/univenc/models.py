@@ -17,7 +17,8 @@ from torch.autograd.function import once_differentiable
 from univenc import kernels
 
 __all__ = ["VGG", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11", "resnet18",
-           "model_from_config", "canonical_spatial_filters", "VGG11_CHANNELS", "CANONICAL_FILTERS_FILE"]
+           "declare_kaiming_fan_out", "model_from_config", "canonical_spatial_filters", "VGG11_CHANNELS",
+           "CANONICAL_FILTERS_FILE"]
 
 # Configuration "A": 8 conv layers; "M" is a 2x2 max-pool.
 VGG11_CHANNELS = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
@@ -269,14 +270,20 @@ def factorized_vgg11(**kwargs) -> VGG:
 def resnet18(num_classes: int = 10) -> nn.Module:
     """torchvision's ResNet-18, unchanged: 7x7 stride-2 stem and max-pool, affine BatchNorm after every conv,
     skip connections. Each conv's ``init_variance`` (torchvision's init) is the noise level of eq. 3
-    (``univenc.covariance.noise_variance``). Its ``config`` lets a univenc checkpoint rebuild it; its state dict is torchvision's, so
-    ``--arch torchvision:resnet18`` loads it too. On 32x32 inputs the maps are 8x8 in layer1, 4x4 in layer2 and
-    2x2, 1x1 further down (``univenc.spatial.layer_maps``)."""
+    (``univenc.covariance.noise_variance``). Its ``config`` lets a univenc checkpoint rebuild it; its state dict
+    is torchvision's, so ``--arch torchvision:resnet18`` loads it too. On 32x32 inputs the maps are 8x8 in
+    layer1, 4x4 in layer2 and 2x2, 1x1 further down (``univenc.spatial.layer_maps``)."""
     import torchvision
 
-    net = torchvision.models.resnet18(num_classes=num_classes)
+    net = declare_kaiming_fan_out(torchvision.models.resnet18(num_classes=num_classes))
     net.config = {"arch": "resnet18", "num_classes": num_classes}
-    for m in net.modules():  # torchvision draws conv weights from Kaiming-normal, fan-out, ReLU gain
+    return net
+
+
+def declare_kaiming_fan_out(net: nn.Module) -> nn.Module:
+    """Set ``init_variance`` = 2 / (Cout k^2) on every conv of ``net``: the variance of Kaiming-normal init with
+    fan-out and ReLU gain, which torchvision's ResNets use. Returns ``net``."""
+    for m in net.modules():
         if isinstance(m, nn.Conv2d):
             m.init_variance = 2.0 / (m.out_channels * m.kernel_size[0] * m.kernel_size[1])
     return net

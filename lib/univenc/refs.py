@@ -32,7 +32,7 @@ def _torchvision(name: str, weights: str | None) -> nn.Module:
     if name not in torchvision.models.list_models():
         raise ModelReferenceError(f"torchvision has no model {name!r} (torchvision.models.list_models() lists them)")
     try:
-        return torchvision.models.get_model(name, weights=weights)
+        model = torchvision.models.get_model(name, weights=weights)
     except (ValueError, KeyError) as err:
         raise ModelReferenceError(f"torchvision:{name}: unknown weights {weights!r} ({err})") from err
     except OSError as err:  # the download failed: offline
@@ -41,6 +41,10 @@ def _torchvision(name: str, weights: str | None) -> nn.Module:
         raise ModelReferenceError(
             f"torchvision:{name}:{weights}: the weights could not be downloaded ({type(err).__name__}: {err}). "
             f"Connect to the internet, or place {url.rsplit('/', 1)[-1]} (from {url}) in {folder}.") from err
+    if isinstance(model, torchvision.models.ResNet):  # eq. 3's noise: torchvision's init of its convs
+        from .models import declare_kaiming_fan_out
+        declare_kaiming_fan_out(model)
+    return model
 
 
 def _timm(name: str, pretrained: bool) -> nn.Module:

@@ -170,7 +170,7 @@ def canonical_score_table(model: nn.Module, input_size=None, n: int = 5, null_se
     """:func:`spatial_report` plus each k x k layer's universality score against a canonical filter set (default:
     the package's, ``univenc.models.canonical_spatial_filters``): the matched |cos| of the top-``n`` eigen-images
     (:func:`spatial_similarity`), beside the same score for PyTorch-default random-init weights of the layer's
-    shape (``null``, mean over ``null_seeds``). Layers not analysed (1x1, non-square) get NaN."""
+    shape (``null`` and ``null_std`` over ``null_seeds``). Layers not analysed (1x1, non-square) get NaN."""
     from .models import canonical_spatial_filters
 
     report = spatial_report(model, input_size=input_size).drop(columns=["spectrum"], errors="ignore")
@@ -183,13 +183,13 @@ def canonical_score_table(model: nn.Module, input_size=None, n: int = 5, null_se
     scores, nulls = [], []
     for row in report.itertuples():
         if not analysed[row.Index]:
-            scores.append(np.nan), nulls.append(np.nan)
+            scores.append(np.nan), nulls.append([np.nan])
             continue
         weight = modules[row.layer].weight
         scores.append(spatial_similarity(spatial_eigenvectors(weight)[1], canonical, n))
-        nulls.append(np.mean([spatial_similarity(spatial_eigenvectors(random_init_weights(weight.shape, s))[1],
-                                                 canonical, n) for s in range(null_seeds)]))
-    return report.assign(score=scores, null=nulls)
+        nulls.append([spatial_similarity(spatial_eigenvectors(random_init_weights(weight.shape, s))[1], canonical, n)
+                      for s in range(null_seeds)])
+    return report.assign(score=scores, null=[np.mean(x) for x in nulls], null_std=[np.std(x) for x in nulls])
 
 
 def mean_spatial_covariance(weights) -> np.ndarray:
