@@ -248,9 +248,7 @@ def train_images(spec: NetSpec, preset) -> int:
 
 
 def _task_for(spec: NetSpec, p: Preset, per_class=None) -> Task:
-    if per_class is None and spec.match_steps:
-        per_class = None  # all its images, up to the preset's cap below
-    elif per_class is None:
+    if per_class is None and not spec.match_steps:  # match_steps: all its images, up to the cap below
         per_class = p.random_per_class if spec.task.random_labels is not None else p.per_class
         per_class = p.random_label_recipes.get(spec.recipe, {}).get("per_class", per_class)
     if p.max_train_images is not None:  # the same data budget for 5, 10, 50 or 100 classes
