@@ -22,7 +22,7 @@ from . import experiments as ex
 from .storage import atomic_write, save_json
 from .zoo import NATURAL_NETS, Preset, get_preset
 
-__all__ = ["Claim", "Context", "CLAIMS", "evaluate_claims", "write_claims"]
+__all__ = ["Claim", "Context", "CLAIMS", "evaluate_claims", "write_claims", "natural_pairs", "control_pairs"]
 
 # Thresholds shared by the criteria (chosen a priori).
 MIN_SPATIAL_SCORE = 0.8       # matched |cos| of the top-5 spatial eigenvectors
@@ -175,9 +175,21 @@ def claim_5_truncation(ctx):
         bool(ratio.min() >= 0.9), "CIFAR-10", p.name)
 
 
+def natural_pairs(pairs):
+    """The rows of a pair table (``univenc.experiments.compare_pairs``) where both networks saw natural images."""
+    return pairs[pairs.net_a.isin(NATURAL) & pairs.net_b.isin(NATURAL)] if not pairs.empty else pairs
+
+
+def control_pairs(pairs, net):
+    """The rows of a pair table that compare the control ``net`` with a natural-image network."""
+    if pairs.empty:
+        return pairs
+    return pairs[((pairs.net_a == net) & pairs.net_b.isin(NATURAL))
+                 | ((pairs.net_b == net) & pairs.net_a.isin(NATURAL))]
+
+
 def _natural_pairs(ctx):
-    ds = ctx.group("datasets")
-    return ds[ds.net_a.isin(NATURAL) & ds.net_b.isin(NATURAL)] if not ds.empty else ds
+    return natural_pairs(ctx.group("datasets"))
 
 
 def claim_6_natural_datasets(ctx):
@@ -249,18 +261,10 @@ CONTROLS = {"MNIST": ("fac_mnist", "vgg_k3_mnist"),
             "spectrogram": ("fac_fsdd", "vgg_k3_fsdd")}
 
 
-def _control_pairs(ctx, net):
-    """The comparisons of the control ``net`` with every natural-image network."""
-    rows = ctx.pairs
-    if rows.empty:
-        return rows
-    return rows[((rows.net_a == net) & rows.net_b.isin(NATURAL)) | ((rows.net_b == net) & rows.net_a.isin(NATURAL))]
-
-
 def _claim_9_control(ctx, label):
     net = CONTROLS[label][0]
     text = f"The non-natural control ({label}) is less similar to the natural datasets than they are to each other"
-    cid, nat, ctl = f"9-{label}", _natural_pairs(ctx), _control_pairs(ctx, net)
+    cid, nat, ctl = f"9-{label}", _natural_pairs(ctx), control_pairs(ctx.pairs, net)
     if ctl.empty or nat.empty:
         return ctx.not_tested(cid, text, f"networks missing ({net} or the natural ones)", label)
     s_nat, s_ctl = nat.S.mean(), ctl.S.mean()
