@@ -88,7 +88,7 @@ def _missing_files(name: str, root: Path) -> list[str]:
 
 
 def _remedies(root: Path, names) -> str:
-    folders = ", ".join(f"{root}/{EXPECTED_FILES[n][0].split('/')[0]}/" for n in names)
+    folders = ", ".join(dict.fromkeys(f"{root}/{EXPECTED_FILES[n][0].split('/')[0]}/" for n in names))
     return (f"Remedies: (1) connect to the internet and rerun: each dataset's own download (torchvision, "
             f"medmnist, FSDD's repository archive) puts the files into {root}; or (2) copy the files there yourself "
             f"({folders}, in the layout above), or point UNIVENC_DATA at a folder that has them.")
