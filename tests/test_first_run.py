@@ -35,6 +35,7 @@ def test_reproduce_offline_on_an_empty_data_root_stops_before_training(tmp_path)
         assert f"{name} [optional, skipped]" in msg
     assert "connect to the internet" in msg and "copy the files there yourself" in msg
     assert msg.count("Remedies") == 1
+    assert msg.count(f"{tmp_path / 'data'}/medmnist/,") == 1  # each folder named once, not once per subset
     assert not (tmp_path / "data" / "zoo").exists() and not list((tmp_path / "runs").glob("*.ipynb"))
 
 
