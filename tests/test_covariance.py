@@ -1,5 +1,7 @@
 """Eq. 3 (shrinkage) and eq. 4 (effective rank) against random-matrix theory and closed forms."""
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 import torch
 from torch import nn
@@ -137,6 +139,21 @@ def test_folding_the_batchnorm_scale_gives_the_effective_conv():
     expected = net.layer1[0].conv1(x) * (bn.weight / torch.sqrt(bn.running_var + bn.eps))[None, :, None, None]
     torch.testing.assert_close(folded.layer1[0].conv1(x), expected.detach())
     assert torch.equal(net.layer1[0].conv1.weight, before)  # the model itself is left as it was
+
+
+@given(st.floats(0.05, 20.0))
+@settings(max_examples=5, deadline=None)
+def test_folding_one_common_scale_leaves_the_effective_rank_unchanged(c):
+    """Eq. 3's noise is folded with the weights: a BatchNorm scale common to all channels changes nothing."""
+    from univenc.covariance import fold_batchnorm_scale, layer_spectrum
+    g = torch.Generator().manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16))
+    net[0].weight.data += 0.5 * torch.randn(16, 1, 1, 1, generator=g) * torch.randn(1, 3, 3, 3, generator=g)  # a spike
+    net[1].weight.data.fill_(c)
+    folded, _ = fold_batchnorm_scale(net, (3, 8, 8))
+    before, after = layer_spectrum(net[0]), layer_spectrum(folded[0])
+    assert before.effective_rank > 0.5
+    np.testing.assert_allclose(after.effective_rank, before.effective_rank, rtol=1e-6)
 
 
 def test_noise_variance_follows_the_layers_own_init():

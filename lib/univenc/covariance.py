@@ -167,6 +167,8 @@ def fold_batchnorm_scale(model: nn.Module, input_size=(3, 32, 32)) -> tuple[nn.M
     """A copy of ``model`` whose conv weights carry the per-channel scale gamma / sqrt(running_var + eps) of the
     affine BatchNorm that directly follows them (the BatchNorm's input is the conv's output, found in one forward
     pass of a zero probe of ``input_size``): the weights that the network effectively applies, up to a shift.
+    Each folded conv's ``init_variance`` (eq. 3's noise level) is scaled by the mean squared scale, so that a
+    fold by one common factor leaves r_eff and S unchanged.
     Returns (model copy, [(conv name, batchnorm name), ...]). BatchNorms without affine scale are left alone."""
     model = copy.deepcopy(model).eval()
     outputs, pairs = {}, []
@@ -194,5 +196,7 @@ def fold_batchnorm_scale(model: nn.Module, input_size=(3, 32, 32)) -> tuple[nn.M
         for conv, bn in pairs:
             c, b = modules[conv], modules[bn]
             scale = b.weight / torch.sqrt(b.running_var + b.eps)
+            # Eq. 3's noise is the init weights, scaled by the fold as well: rows of variance v * scale_c^2.
+            c.init_variance = noise_variance(c) * float(scale.pow(2).mean())
             c.weight.mul_(scale.reshape(-1, *[1] * (c.weight.dim() - 1)))
     return model, pairs
