@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from univenc.alignment import (LayerPairingError, accumulate_input_statistics, analysed_layers, pair_layers,
-                               procrustes)
+from univenc.alignment import (LayerPairingError, accumulate_input_statistics, accumulate_pair_statistics,
+                               analysed_layers, pair_layers, procrustes)
 
 
 def small_net(seed, width=6, k=3):
@@ -40,6 +40,23 @@ def test_streamed_cross_covariance_equals_all_at_once():
         np.testing.assert_allclose(s.cov_b, pb.T @ pb, rtol=1e-10)
         assert s.count == 24 * 49
         assert s.sq_a == pytest.approx((pa ** 2).sum(), rel=1e-12)
+
+
+def test_pairs_sharing_networks_run_each_network_once_per_batch_and_match_all_at_once():
+    nets = {key: small_net(seed) for key, seed in zip("abc", (0, 1, 2))}
+    calls = {key: 0 for key in nets}
+    for key, net in nets.items():
+        net.register_forward_hook(lambda m, i, o, key=key: calls.__setitem__(key, calls[key] + 1))
+    x = torch.randn(24, 3, 7, 7, dtype=torch.float64)
+    pairs = [("a", "b"), ("a", "c"), ("c", "b")]
+    stats = accumulate_pair_statistics(nets, {p: pair_layers(nets[p[0]], nets[p[1]]) for p in pairs},
+                                       list(torch.split(x, 5)), full=True, progress=False)
+    assert calls == {"a": 5, "b": 5, "c": 5}  # 5 batches, each network once per batch: not once per pair
+    for a, b in pairs:
+        for s, pa, pb in zip(stats[(a, b)], all_inputs(nets[a], x), all_inputs(nets[b], x)):
+            np.testing.assert_allclose(s.cross, pb.T @ pa, rtol=1e-10, atol=1e-12 * np.abs(pb.T @ pa).max())
+            np.testing.assert_allclose(s.cov_b, pb.T @ pb, rtol=1e-10)
+            assert s.sq_b == pytest.approx((pb ** 2).sum(), rel=1e-12) and s.count == 24 * 49
 
 
 def test_procrustes_matches_scipy_on_layer_inputs():

@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from univenc.similarity import compare
+from univenc.similarity import compare, compare_many
 from univenc.spatial import spatial_report
 
 
@@ -46,3 +46,18 @@ def test_compare_timm_resnet_pair_and_report():
     assert len(res.table) == 20  # 17 3x3/7x7 convs + 3 downsample 1x1 convs, paired by order
     rep = spatial_report(a)
     assert (rep.status == "1x1: no spatial structure").sum() == 3 and len(rep) == 20
+
+
+def test_compare_many_equals_compare_pair_by_pair():
+    def net(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), nn.BatchNorm2d(8),
+                             nn.Conv2d(8, 32, 3, padding=1, bias=False), nn.ReLU()).eval()
+    nets = {k: net(s) for k, s in zip("abc", (0, 1, 2))}
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    many = compare_many(nets, pairs, batches(), n_draws=2, progress=False)
+    for a, b in pairs:
+        one = compare(nets[a], nets[b], batches(), n_draws=2, progress=False)
+        assert many[(a, b)].table.equals(one.table)
+        for layer, cos in one.cosines.items():
+            np.testing.assert_array_equal(many[(a, b)].cosines[layer]["aligned"], cos["aligned"])

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from univenc.covariance import (channel_covariance, effective_rank, init_variance, shrink_eigenvalues,
-                                truncate_layer, truncate_weight, weight_spectrum)
+from univenc.covariance import (channel_covariance, effective_rank, init_variance, rotate_spectrum,
+                                shrink_eigenvalues, truncate_layer, truncate_weight, weight_spectrum)
 
 
 def test_untrained_layer_has_identity_covariance():
@@ -100,6 +100,22 @@ def test_rotation_acts_on_channels_of_each_pixel():
     np.testing.assert_allclose(spec.eigenvalues, np.linalg.svd(wr / np.sqrt(6 * init_variance(36)), compute_uv=False) ** 2, rtol=1e-10)
     with pytest.raises(ValueError, match="Cin"):
         weight_spectrum(w, rotation=np.eye(5))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 6), st.sampled_from([1, 3]), st.integers(0, 1000))
+def test_a_rotated_spectrum_equals_the_spectrum_of_the_rotated_weight(cout, cin, k, seed):
+    rng = np.random.default_rng(seed)
+    w = torch.as_tensor(rng.standard_normal((cout, cin, k, k)))
+    a = np.linalg.qr(rng.standard_normal((cin, cin)))[0]
+    fast, dense = rotate_spectrum(weight_spectrum(w), w, a), weight_spectrum(w, rotation=a)
+    np.testing.assert_allclose(fast.eigenvalues, dense.eigenvalues, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(fast.shrunk, weight_spectrum(w).shrunk)
+    # the same covariance, whatever the basis picked inside a degenerate eigenspace
+    cov = lambda s: (s.vectors * s.eigenvalues) @ s.vectors.T
+    np.testing.assert_allclose(cov(fast), cov(dense), atol=1e-9 * max(1.0, dense.eigenvalues.max()))
+    with pytest.raises(ValueError, match="orthogonal"):
+        rotate_spectrum(weight_spectrum(w), w, 2 * a)
 
 
 def test_truncation_has_the_requested_rank_and_is_exact_at_full_rank():

@@ -108,6 +108,21 @@ def test_normalised_similarity_resample_is_one_and_rotation_is_zero(seed):
     assert rots[0].floor.shape == (8,) and same.ceiling.shape == (8,)
 
 
+@pytest.mark.parametrize("d,cout", [(40, 12), (12, 40)])  # wide and tall samples
+def test_ceiling_equals_its_definition_with_a_full_svd(d, cout):
+    rng = np.random.default_rng(3)
+    u, vals, _ = random_psd(d, 5, rng)
+    vals = vals * 20  # spikes above the noise edge, so that some eigenvalues are kept
+    draws = np.random.default_rng(7)
+    expected = []
+    for _ in range(3):  # the definition: SVD of the resampled layer, eq. 3, eq. 5
+        x = resample(vals, u, cout, draws)
+        _, s, vt = np.linalg.svd(x / np.sqrt(cout), full_matrices=False)
+        shrunk = shrink_eigenvalues(s ** 2, d / cout)
+        expected.append(bw_cosine(vals, u, shrunk[shrunk > 0], vt[shrunk > 0].T))
+    np.testing.assert_allclose(resampling_ceiling(vals, u, cout, 3, seed=7), expected, rtol=1e-10)
+
+
 def test_floor_and_ceiling_are_seeded():
     rng = np.random.default_rng(3)
     u = np.linalg.qr(rng.standard_normal((50, 5)))[0]

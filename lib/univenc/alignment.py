@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["analysed_layers", "pair_layers", "InputStatistics", "accumulate_input_statistics", "procrustes",
-           "LayerPairingError"]
+__all__ = ["analysed_layers", "pair_layers", "InputStatistics", "accumulate_input_statistics",
+           "accumulate_pair_statistics", "procrustes", "LayerPairingError"]
 
 
 class LayerPairingError(ValueError):
@@ -97,15 +97,30 @@ def _samples(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
 
-@torch.no_grad()
 def accumulate_input_statistics(net_a, net_b, batches, pairs=None, full: bool = False,
-                                max_batches: int | None = None, device=None, progress: bool = True):
+                                max_batches: int | None = None, progress: bool = True):
     """One pass over ``batches`` (tensors x, or tuples whose first item is x) through both networks, in eval
-    mode, accumulating an :class:`InputStatistics` per layer pair. Products are formed in the activations'
-    dtype and summed in float64."""
+    mode, accumulating an :class:`InputStatistics` per layer pair (``pairs``: default :func:`pair_layers`).
+    Products are formed in the activations' dtype, on network a's device, and summed in float64."""
     pairs = pair_layers(net_a, net_b) if pairs is None else pairs
-    device = device or next(net_a.parameters()).device
-    stats = [None] * len(pairs)
+    return accumulate_pair_statistics({"a": net_a, "b": net_b}, {("a", "b"): pairs}, batches, full, max_batches,
+                                      progress)[("a", "b")]
+
+
+@torch.no_grad()
+def accumulate_pair_statistics(nets: dict, layer_pairs: dict, batches, full: bool = False,
+                               max_batches: int | None = None, progress: bool = True) -> dict:
+    """:func:`accumulate_input_statistics` of several pairs of networks in one pass over ``batches``: each
+    network runs once per batch however many pairs it belongs to (n networks compared pairwise cost n forward
+    passes per batch, not n (n - 1)), with the same sums as pair by pair.
+
+    nets : {key: network}.
+    layer_pairs : {(key_a, key_b): [((name_a, module_a), (name_b, module_b)), ...]} (:func:`pair_layers`).
+    Returns {(key_a, key_b): [InputStatistics per layer pair]}. Memory: one batch's inputs of every paired layer
+    of every network; smaller batches use less.
+    """
+    modules = {id(m): m for layers in layer_pairs.values() for (_, ma), (_, mb) in layers for m in (ma, mb)}
+    used = {id(nets[k]): nets[k] for pair in layer_pairs for k in pair}  # a network given twice runs once
     captured = {}
 
     def hook(key):
@@ -113,39 +128,42 @@ def accumulate_input_statistics(net_a, net_b, batches, pairs=None, full: bool = 
             captured[key] = _samples(inputs[0])
         return fn
 
-    handles = []
-    for i, ((_, ma), (_, mb)) in enumerate(pairs):
-        handles.append(ma.register_forward_pre_hook(hook(("a", i))))
-        handles.append(mb.register_forward_pre_hook(hook(("b", i))))
-    modes = net_a.training, net_b.training
-    net_a.eval(), net_b.eval()
+    handles = [m.register_forward_pre_hook(hook(key)) for key, m in modules.items()]
+    modes = {key: net.training for key, net in used.items()}
+    for net in used.values():
+        net.eval()
+    stats = {pair: [None] * len(layers) for pair, layers in layer_pairs.items()}
     seen = 0
     try:
         for step, batch in enumerate(tqdm(batches, disable=not progress, desc="alignment", leave=False)):
             if max_batches is not None and step >= max_batches:
                 break
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            x = x.to(device)
-            net_a(x)
-            net_b(x.to(next(net_b.parameters()).device))
+            for net in used.values():
+                net(x.to(next(net.parameters()).device))
             seen += 1
-            for i, ((na, _), (nb, _)) in enumerate(pairs):
-                pa, pb = captured.pop(("a", i)), captured.pop(("b", i)).to(device)
-                if stats[i] is None:
-                    stats[i] = InputStatistics(np.zeros((pb.shape[1], pa.shape[1])), names=(na, nb))
-                s = stats[i]
-                s.cross += (pb.T @ pa).double().cpu().numpy()
-                s.count += len(pa)
-                s.sq_a += float((pa * pa).sum())
-                s.sq_b += float((pb * pb).sum())
-                if full:
-                    ca, cb = (pa.T @ pa).double().cpu().numpy(), (pb.T @ pb).double().cpu().numpy()
-                    s.cov_a = ca if s.cov_a is None else s.cov_a + ca
-                    s.cov_b = cb if s.cov_b is None else s.cov_b + cb
+            squares = {key: float((p * p).sum()) for key, p in captured.items()}
+            for pair, layers in layer_pairs.items():
+                for i, ((na, ma), (nb, mb)) in enumerate(layers):
+                    pa = captured[id(ma)]
+                    pb = captured[id(mb)].to(pa.device)
+                    s = stats[pair][i]
+                    if s is None:
+                        s = stats[pair][i] = InputStatistics(np.zeros((pb.shape[1], pa.shape[1])), names=(na, nb))
+                    s.cross += (pb.T @ pa).double().cpu().numpy()
+                    s.count += len(pa)
+                    s.sq_a += squares[id(ma)]
+                    s.sq_b += squares[id(mb)]
+                    if full:
+                        ca, cb = (pa.T @ pa).double().cpu().numpy(), (pb.T @ pb).double().cpu().numpy()
+                        s.cov_a = ca if s.cov_a is None else s.cov_a + ca
+                        s.cov_b = cb if s.cov_b is None else s.cov_b + cb
+            captured.clear()
     finally:
         for h in handles:
             h.remove()
-        net_a.train(modes[0]), net_b.train(modes[1])
+        for key, net in used.items():
+            net.train(modes[key])
     if seen == 0:
         raise ValueError("the data loader yielded no batch: alignment needs input images")
     return stats

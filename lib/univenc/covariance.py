@@ -9,6 +9,7 @@ a layer initialised otherwise says so with an ``init_variance`` attribute (:func
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch import nn
 
 __all__ = ["fold_batchnorm_scale", "weight_matrix", "init_variance", "noise_variance", "channel_covariance",
            "shrink_eigenvalues", "effective_rank", "WeightSpectrum", "weight_spectrum", "layer_spectrum",
-           "truncate_weight", "truncate_layer"]
+           "rotate_spectrum", "truncate_weight", "truncate_layer"]
 
 
 def weight_matrix(weight) -> np.ndarray:
@@ -135,14 +136,28 @@ def _fan_in(weight) -> int:
 
 
 def rotate_inputs(w: np.ndarray, weight, rotation: np.ndarray) -> np.ndarray:
-    """w (Cout, Cin*k^2) -> (Cout, d'*k^2) with the channel axis multiplied by ``rotation`` (d', Cin)."""
+    """w (n, Cin*k^2) -> (n, d'*k^2) with the channel axis multiplied by ``rotation`` (d', Cin); ``weight`` gives
+    Cin and k (its neurons, or any n vectors of its input space, e.g. its right singular vectors)."""
     shape = tuple(weight.shape)
-    cout, cin = shape[0], shape[1]
+    cin = shape[1]
     kk = int(np.prod(shape[2:])) if len(shape) == 4 else 1
     rotation = np.asarray(rotation, float)
     if rotation.shape[1] != cin:
         raise ValueError(f"rotation has shape {rotation.shape}; its second axis must match Cin = {cin}")
-    return np.einsum("ij,ojp->oip", rotation, w.reshape(cout, cin, kk)).reshape(cout, -1)
+    rotated = np.tensordot(rotation, w.reshape(w.shape[0], cin, kk), axes=(1, 1))  # (d', n, k^2), one GEMM
+    return rotated.transpose(1, 0, 2).reshape(w.shape[0], -1)
+
+
+def rotate_spectrum(spectrum: WeightSpectrum, weight, rotation: np.ndarray) -> WeightSpectrum:
+    """The :class:`WeightSpectrum` of ``weight`` with its inputs rotated by an orthogonal (Cin, Cin) ``rotation``,
+    from its unrotated ``spectrum``, without a new SVD: W (R kron I)^T keeps W's singular values, and its right
+    singular vectors are (R kron I) v. Equals ``weight_spectrum(weight, rotation)`` up to rounding."""
+    rotation = np.asarray(rotation, float)
+    if rotation.shape[0] != rotation.shape[1] or not np.allclose(rotation @ rotation.T, np.eye(len(rotation)),
+                                                                  atol=1e-8):
+        raise ValueError(f"rotate_spectrum needs an orthogonal (Cin, Cin) rotation, got shape {rotation.shape}; "
+                         f"use weight_spectrum(weight, rotation) for any other alignment")
+    return dataclasses.replace(spectrum, vectors=rotate_inputs(spectrum.vectors.T, weight, rotation).T)
 
 
 def truncate_weight(weight: torch.Tensor, rank: int) -> torch.Tensor:

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from .alignment import analysed_layers
 from .covariance import fold_batchnorm_scale, layer_spectrum, truncate_layer
 from .data import data_root, load_dataset
-from .results import recorded
-from .similarity import compare
+from .results import recorded, results_source
+from .similarity import compare, compare_many
 from .spatial import (conv_weights, layer_maps, mean_spatial_covariance, padding_dominated, random_init_weights,
                       spatial_eigenvectors, spatial_similarity)
 from .storage import load_checkpoint, save_torch
@@ -148,41 +148,55 @@ def zoo_net(name: str, preset, root=None, fold_bn: bool = False):
     return fold_batchnorm_scale(net, net.input_size)[0] if fold_bn else net
 
 
+def _pair_cache(a: str, b: str, p, root, fold_bn: bool) -> Path:
+    return results_dir(p, root) / "compare" / f"{a}__{b}{'__bn_folded' if fold_bn else ''}.pt"
+
+
+def _pair_sources(a: str, b: str, p, root) -> list:
+    return [checkpoint_path(a, p, root), checkpoint_path(b, p, root)]
+
+
+def _compare_zoo_pairs(pairs, p, root, fold_bn: bool, progress: bool) -> None:
+    """Compare the zoo pairs [(a, b), ...] whose cache is missing or older than a checkpoint, in one pass over
+    the probe images (each network runs once, whatever the number of its pairs), and cache them."""
+    todo = [(a, b) for a, b in dict.fromkeys(pairs) if not _cache_ok(_pair_cache(a, b, p, root, fold_bn),
+                                                                       _pair_sources(a, b, p, root))]
+    if not todo:
+        return
+    nets = {name: zoo_net(name, p, root, fold_bn) for name in dict.fromkeys(n for pair in todo for n in pair)}
+    for (a, b), res in compare_many(nets, todo, probe_batches(p, root), n_draws=p.n_draws,
+                                    progress=progress).items():
+        save_torch({"table": res.table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
+                   _pair_cache(a, b, p, root, fold_bn))
+
+
 @recorded
-def compare_pair(a: str, b: str, preset, root=None, batches=None, progress: bool = False,
-                 fold_bn: bool = False) -> dict:
+def compare_pair(a: str, b: str, preset, root=None, progress: bool = False, fold_bn: bool = False) -> dict:
     """:func:`univenc.similarity.compare` of two zoo networks (BatchNorm scale folded in with ``fold_bn``),
     cached. Returns {"table": DataFrame, "cosines": {layer: {...}}}."""
     p = get_preset(preset)
-    cache = results_dir(p, root) / "compare" / f"{a}__{b}{'__bn_folded' if fold_bn else ''}.pt"
-    if _cache_ok(cache, [checkpoint_path(a, p, root), checkpoint_path(b, p, root)]):
-        out = load_checkpoint(cache)
-        return {"table": pd.DataFrame(out["table"]), "cosines": out["cosines"]}
-    batches = probe_batches(p, root) if batches is None else batches
-    res = compare(zoo_net(a, p, root, fold_bn), zoo_net(b, p, root, fold_bn), batches, n_draws=p.n_draws,
-                  progress=progress)
-    table = res.table.assign(net_a=a, net_b=b)
-    save_torch({"table": table.to_dict("list"), "cosines": res.cosines}, cache)
-    return {"table": table, "cosines": res.cosines}
+    _compare_zoo_pairs([(a, b)], p, root, fold_bn, progress)
+    out = load_checkpoint(_pair_cache(a, b, p, root, fold_bn))
+    return {"table": pd.DataFrame(out["table"]), "cosines": out["cosines"]}
 
 
 def compare_pairs(preset, root=None, groups=None, progress: bool = True, pairs=None,
                   fold_bn: bool = False) -> tuple[pd.DataFrame, dict]:
     """Compare every pair of ``pairs`` (default ``PAIRS``; optionally only some ``groups``) whose networks are
-    trained. Returns (table with a ``group`` column, {(a, b): cosines}). Pairs whose networks are missing are
-    listed in the table's ``attrs["missing"]``."""
+    trained, all in one pass over the probe images. Returns (table with a ``group`` column, {(a, b): cosines}).
+    Pairs whose networks are missing are listed in the table's ``attrs["missing"]``."""
     p = get_preset(preset)
-    tables, cosines, missing = [], {}, []
-    for a, b, group in tqdm([x for x in (PAIRS if pairs is None else pairs) if groups is None or x[2] in groups],
-                            disable=not progress, desc="pairs", leave=False):
-        if len(trained([a, b], p, root)) < 2:
-            missing.append((a, b, group))
-            continue
+    selected = [x for x in (PAIRS if pairs is None else pairs) if groups is None or x[2] in groups]
+    ready = [x for x in selected if len(trained([x[0], x[1]], p, root)) == 2]
+    if results_source() is None:
+        _compare_zoo_pairs([(a, b) for a, b, _ in ready], p, root, fold_bn, progress)
+    tables, cosines = [], {}
+    for a, b, group in ready:
         out = compare_pair(a, b, p, root, fold_bn=fold_bn)
         tables.append(out["table"].assign(group=group))
         cosines[(a, b)] = out["cosines"]
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    table.attrs["missing"] = missing
+    table.attrs["missing"] = [x for x in selected if x not in ready]
     return table, cosines
 
 
@@ -312,13 +326,14 @@ def ablation_table(preset, root=None) -> pd.DataFrame | None:
     from .zoo import ABLATION_NETS, ABLATIONS, ablation_checkpoint
 
     p = get_preset(preset)
+    settings = {ab: {role: ablation_checkpoint(ab, role, p, root) for role in ABLATION_NETS} for ab in ABLATIONS}
+    settings = {ab: paths for ab, paths in settings.items() if all(x.exists() for x in paths.values())}
+    tables = _compare_files([(paths["twin_a"], paths[other]) for paths in settings.values()
+                             for other in ("twin_b", "random")], p, root)
     rows = []
-    for ab in ABLATIONS:
-        paths = {role: ablation_checkpoint(ab, role, p, root) for role in ABLATION_NETS}
-        if not all(x.exists() for x in paths.values()):
-            continue
-        twins = _compare_files(paths["twin_a"], paths["twin_b"], p, root)
-        true_random = _compare_files(paths["twin_a"], paths["random"], p, root)
+    for ab, paths in settings.items():
+        twins = tables[(paths["twin_a"], paths["twin_b"])]
+        true_random = tables[(paths["twin_a"], paths["random"])]
         acc = [load_checkpoint(paths[r])["log"][-1]["test_acc"] for r in ("twin_a", "twin_b")]
         rows.append(dict(setting=ab.name, kind=ab.kind, test_acc=float(np.mean(acc)), S_twins=twins.S.mean(),
                          S_twins_by_layer=twins.S.tolist(),
@@ -326,18 +341,22 @@ def ablation_table(preset, root=None) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
-def _compare_files(path_a: Path, path_b: Path, p, root) -> pd.DataFrame:
-    """:func:`compare` table of two checkpoint files, cached beside the other comparisons."""
+def _compare_files(pairs, p, root) -> dict:
+    """{(path_a, path_b): :func:`compare` table} of pairs of checkpoint files, cached beside the other
+    comparisons; those not cached are computed in one pass over the probe images."""
     from .trajectories import load_checkpoint_model
 
-    key = f"{path_a.parent.parent.name}_{path_a.parent.name}__{path_b.parent.name}"
-    cache = results_dir(p, root) / "compare" / "ablations" / f"{key}.pt"
-    if _cache_ok(cache, [path_a, path_b]):
-        return pd.DataFrame(load_checkpoint(cache))
-    net_a, net_b = load_checkpoint_model(path_a)[0], load_checkpoint_model(path_b)[0]
-    table = compare(net_a, net_b, probe_batches(p, root), n_draws=p.n_draws, progress=False).table
-    save_torch(table.to_dict("list"), cache)
-    return table
+    def cache(path_a, path_b):
+        key = f"{path_a.parent.parent.name}_{path_a.parent.name}__{path_b.parent.name}"
+        return results_dir(p, root) / "compare" / "ablations" / f"{key}.pt"
+
+    todo = [pair for pair in pairs if not _cache_ok(cache(*pair), pair)]
+    if todo:
+        nets = {path: load_checkpoint_model(path)[0] for path in dict.fromkeys(x for pair in todo for x in pair)}
+        for pair, res in compare_many(nets, todo, probe_batches(p, root), n_draws=p.n_draws,
+                                      progress=False).items():
+            save_torch(res.table.to_dict("list"), cache(*pair))
+    return {pair: pd.DataFrame(load_checkpoint(cache(*pair))) for pair in pairs}
 
 
 # --------------------------------------------------------------------------- what the notebooks plot

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .alignment import accumulate_input_statistics, pair_layers, procrustes
-from .covariance import layer_spectrum, shrink_eigenvalues, weight_matrix
+from .alignment import accumulate_pair_statistics, pair_layers, procrustes
+from .covariance import layer_spectrum, rotate_spectrum, shrink_eigenvalues, weight_matrix
 
 __all__ = ["eigenvector_cosines", "bw_cosine", "bw_cosine_dense", "random_rotation_floor",
-           "resampling_ceiling", "normalised_similarity", "NormalisedSimilarity", "compare", "Comparison"]
+           "resampling_ceiling", "normalised_similarity", "NormalisedSimilarity", "compare", "compare_many",
+           "Comparison"]
 
 
 def eigenvector_cosines(vectors_a: np.ndarray, vectors_b: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -93,12 +94,26 @@ def resampling_ceiling(values, vectors, cout: int, n_draws: int = 5, seed: int =
     d = vectors.shape[0]
     out = []
     for _ in range(n_draws):
-        x = resample(values, vectors, cout, rng, noise)
-        _, s, vt = np.linalg.svd(x / np.sqrt(cout * noise), full_matrices=False)
-        shrunk = shrink_eigenvalues(s ** 2, d / cout) * noise
+        x = resample(values, vectors, cout, rng, noise) / np.sqrt(cout * noise)
+        lam, vecs = _top_eigenpairs(x)
+        shrunk = shrink_eigenvalues(lam, d / cout) * noise
         keep = shrunk > 0
-        out.append(bw_cosine(values, vectors, shrunk[keep], vt[keep].T))
+        out.append(bw_cosine(values, vectors, shrunk[keep], vecs(keep)))
     return np.array(out)
+
+
+def _top_eigenpairs(x: np.ndarray):
+    """Eigenvalues of x^T x, descending (min(n, d) of them), and a function giving the eigenvectors (d, m) of
+    those selected by a boolean mask, from the eigendecomposition of the smaller Gram matrix: about 10x faster
+    than the SVD of a (512, 4608) x. The ceiling keeps only eigenvalues above the noise edge (1 + sqrt(gamma))^2,
+    far from 0, where v = x^T u / sqrt(lambda) is as accurate as the SVD's."""
+    n, d = x.shape
+    if n >= d:
+        lam, v = np.linalg.eigh(x.T @ x)
+        return lam[::-1], lambda keep: v[:, ::-1][:, keep]
+    lam, u = np.linalg.eigh(x @ x.T)
+    lam, u = lam[::-1], u[:, ::-1]
+    return lam, lambda keep: (x.T @ u[:, keep]) / np.sqrt(lam[keep])
 
 
 @dataclass
@@ -156,26 +171,57 @@ def compare(net_a, net_b, batches, n_draws: int = 5, seed: int = 0, n_vectors: i
     rank_b (eigenvalues kept by eq. 3), r_eff_a, r_eff_b (eq. 4), cos_bw (eq. 5, aligned), cos_bw_unaligned,
     floor, ceiling, S (eq. 6) and S_spread, residual (relative Procrustes residual of the inputs).
     """
-    pairs = pair_layers(net_a, net_b, include_linear, pairs)
-    for (na, ma), (nb, mb) in pairs:  # before any forward pass, naming the layer
-        for name, m, net in ((na, ma, "a"), (nb, mb, "b")):
-            if not bool(m.weight.detach().isfinite().all()):
-                raise ValueError(f"layer {name} of network {net} has non-finite weights (NaN or inf): was its "
-                                 f"training diverging?")
-    stats = accumulate_input_statistics(net_a, net_b, batches, pairs, max_batches=max_batches,
-                                        progress=progress)
+    layers = pair_layers(net_a, net_b, include_linear, pairs)
+    return compare_many({"a": net_a, "b": net_b}, [("a", "b")], batches, n_draws, seed, n_vectors, include_linear,
+                        max_batches, progress, layer_pairs={("a", "b"): layers})[("a", "b")]
+
+
+def compare_many(nets: dict, pairs, batches, n_draws: int = 5, seed: int = 0, n_vectors: int = 64,
+                 include_linear: bool = False, max_batches: int | None = None, progress: bool = True,
+                 layer_pairs: dict | None = None) -> dict:
+    """:func:`compare` of several pairs of networks in one pass over ``batches``, each network running once per
+    batch however many pairs it is in (:func:`univenc.alignment.accumulate_pair_statistics`).
+
+    nets : {key: network}; pairs : [(key_a, key_b), ...].
+    layer_pairs : {(key_a, key_b): [((name_a, module_a), (name_b, module_b)), ...]} for some pairs; the others
+        are paired by :func:`univenc.alignment.pair_layers`.
+    Returns {(key_a, key_b): Comparison}, each what ``compare(nets[key_a], nets[key_b], ...)`` returns.
+    """
+    layer_pairs = {(a, b): (layer_pairs or {}).get((a, b)) or pair_layers(nets[a], nets[b], include_linear)
+                   for a, b in pairs}
+    for (a, b), layers in layer_pairs.items():  # before any forward pass, naming the layer
+        for (na, ma), (nb, mb) in layers:
+            for name, m, net in ((na, ma, a), (nb, mb, b)):
+                if not bool(m.weight.detach().isfinite().all()):
+                    raise ValueError(f"layer {name} of network {net} has non-finite weights (NaN or inf): was its "
+                                     f"training diverging?")
+    stats = accumulate_pair_statistics(nets, layer_pairs, batches, max_batches=max_batches, progress=progress)
+    spectra = {}  # unrotated spectra, computed once per layer whatever the number of pairs it is in
+
+    def spectrum(m):
+        if id(m) not in spectra:
+            spectra[id(m)] = layer_spectrum(m)
+        return spectra[id(m)]
+
+    return {pair: _compare_layers(layer_pairs[pair], stats[pair], spectrum, n_draws, seed, n_vectors)
+            for pair in layer_pairs}
+
+
+def _compare_layers(layers, stats, spectrum, n_draws, seed, n_vectors) -> Comparison:
+    """The rows of :func:`compare` from the input statistics of each layer pair."""
     rows, cosines, rotations = [], {}, {}
-    for i, (((na, ma), (nb, mb)), st) in enumerate(zip(pairs, stats)):
+    for i, (((na, ma), (nb, mb)), st) in enumerate(zip(layers, stats)):
         rot = procrustes(st.cross)
-        spec_a = layer_spectrum(ma, rotation=rot)
-        spec_b = layer_spectrum(mb)
+        square = rot.shape[0] == rot.shape[1]  # then orthogonal: a's spectrum rotates, no new SVD
+        spec_a = rotate_spectrum(spectrum(ma), ma.weight, rot) if square else layer_spectrum(ma, rotation=rot)
+        spec_b = spectrum(mb)
         if spec_a.d != spec_b.d:
             raise ValueError(f"layers {na} and {nb}: aligned input dims differ ({spec_a.d} vs {spec_b.d})")
         va, ua = spec_a.retained()
         vb, ub = spec_b.retained()
         sim = normalised_similarity(va, ua, vb, ub, spec_a.cout, n_draws, seed + 1000 * i)
         same_space = weight_matrix(ma.weight).shape[1] == weight_matrix(mb.weight).shape[1]
-        raw_a = layer_spectrum(ma) if same_space else None
+        raw_a = spectrum(ma) if same_space else None
         cos_raw = bw_cosine(*raw_a.retained(), vb, ub) if same_space else float("nan")
         n = min(n_vectors, spec_a.vectors.shape[1], spec_b.vectors.shape[1])
         cosines[na] = {"aligned": eigenvector_cosines(spec_a.vectors, spec_b.vectors, n),

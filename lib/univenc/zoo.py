@@ -83,7 +83,7 @@ PRESETS = {
                     notes="The paper's widths, epochs and full datasets (B.3). For a GPU."),
     "cpu": Preset("cpu", width=0.25, epochs=15, lr=0.02, fig1b_lr=0.002, per_class=1000, random_per_class=500,
                   max_train_images=10000, checkpoint_epochs=(1, 2, 3, 5, 8, 11), eval_every=5, analysis_images=2000,
-                  fig1b_init="kaiming_relu", ablation_per_class=500,
+                  fig1b_init="kaiming_relu", ablation_per_class=250,
                   random_label_recipes={
                       "random_fig1b": dict(per_class=200, epochs=60, lr=0.005, schedule="onecycle", eval_every=20),
                       "random_fig34": dict(per_class=100, epochs=60, lr=0.02, schedule="onecycle", eval_every=20)},
@@ -91,14 +91,14 @@ PRESETS = {
                         "lr 0.02 (see README: at this budget lr 0.005 leaves the weights within 0.5x of their "
                         "init). Random-label networks fit their labels with fewer images, more epochs and a "
                         "one-cycle schedule; the BN-free one gets He init (docs/recipes.md). The sweep of "
-                        "notebook 08 trains on 500 images per class."),
+                        "notebook 08 trains on 250 images per class."),
     "smoke": Preset("smoke", width=0.125, epochs=2, lr=0.02, fig1b_lr=0.002, per_class=40, random_per_class=40,
                     max_train_images=400,
                     max_test_images=500, checkpoint_epochs=(1,), analysis_images=256, n_draws=2, null_seeds=2,
                     fig1b_init="kaiming_relu", ablation_per_class=20,
                     random_label_recipes={
-                        "random_fig1b": dict(per_class=20, epochs=20, lr=0.005, schedule="onecycle"),
-                        "random_fig34": dict(per_class=20, epochs=20, lr=0.02, schedule="onecycle")},
+                        "random_fig1b": dict(per_class=20, epochs=20, lr=0.005, schedule="onecycle", eval_every=10),
+                        "random_fig34": dict(per_class=20, epochs=20, lr=0.02, schedule="onecycle", eval_every=10)},
                     notes="Everything end to end in a few minutes, for CI. Numbers are not meaningful."),
 }
 
