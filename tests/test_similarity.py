@@ -123,6 +123,19 @@ def test_ceiling_equals_its_definition_with_a_full_svd(d, cout):
     np.testing.assert_allclose(resampling_ceiling(vals, u, cout, 3, seed=7), expected, rtol=1e-10)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 1000), st.integers(1, 4))
+def test_floor_and_ceiling_depend_on_the_covariance_not_on_eigenvector_signs(seed, r):
+    rng = np.random.default_rng(seed)
+    u, vals, _ = random_psd(20, r, rng)
+    vals = vals * 10
+    flipped = u * rng.choice([-1.0, 1.0], size=r)
+    np.testing.assert_allclose(resampling_ceiling(vals, flipped, 30, 3, seed=seed),
+                               resampling_ceiling(vals, u, 30, 3, seed=seed), rtol=1e-12)
+    np.testing.assert_allclose(random_rotation_floor(vals, flipped, 3, seed=seed),
+                               random_rotation_floor(vals, u, 3, seed=seed), rtol=1e-12)
+
+
 def test_floor_and_ceiling_are_seeded():
     rng = np.random.default_rng(3)
     u = np.linalg.qr(rng.standard_normal((50, 5)))[0]
