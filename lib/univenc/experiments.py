@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from .alignment import analysed_layers
 from .covariance import fold_batchnorm_scale, layer_spectrum, truncate_layer
