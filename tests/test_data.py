@@ -84,6 +84,7 @@ def test_cifar100_variants_on_generated_files(tmp_path, monkeypatch):
     tb = D.load_task(D.Task("cifar100b"), tmp_path)
     assert ta.num_classes == 50 and len(ta.train_labels) + len(tb.train_labels) == 300
     assert ta.train_labels.max() < 50 and tb.test_labels.max() < 50
+    assert D.Task("cifar100a").classes == half_a and len(D.Task("cifar100b").train_class_counts) == 50
 
 
 def test_task_variants_are_pure_and_seeded():
@@ -104,6 +105,7 @@ def test_real_cifar_tasks():
     assert t5.num_classes == 5 and len(t5.train_labels) == 500 and t5.test_labels.max() == 4
     b = D.load_task(D.Task("cifar10b"))
     assert len(b.train_labels) == 25000 and b.num_classes == 5
+    assert tuple(torch.bincount(b.train_labels).tolist()) == D.Task("cifar10b").train_class_counts
     r = D.load_task(D.Task("cifar10", per_class=50, random_labels="a"))
     true = D.load_task(D.Task("cifar10", per_class=50))
     assert torch.equal(r.train_images, true.train_images) and (r.train_labels == true.train_labels).float().mean() < 0.3

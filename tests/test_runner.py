@@ -92,3 +92,18 @@ def test_job_options_and_the_task_list(tmp_path):
     assert len(sweep) == 6 * 3 - 1  # the baseline's random partner is the zoo's own network
     assert Task("fac_cifar10_random_a", "baseline", "random") not in sweep
     assert len({t.checkpoint("cpu", tmp_path) for t in tasks}) == len(tasks)
+
+
+def test_a_jobs_work_is_its_images_over_all_epochs():
+    """What the throughput projection (benchmarks/bench_throughput.py) counts, zoo and sweep networks alike."""
+    assert Task("fac_cifar10").images("cpu") == 10000 * 15
+    assert Task("fac_cifar10", "epochs x3", "twin_a").images("cpu") == 250 * 10 * 45  # the sweep's 250 per class
+    assert Task("fac_cifar10", "AdamW", "twin_a").images("paper") == 50000 * 90
+
+
+def test_zoo_tasks_lists_what_is_trained_only_when_asked(tmp_path):
+    done = Task("fac_cifar10", "epochs x3", "twin_a")
+    done.checkpoint("smoke", tmp_path).parent.mkdir(parents=True)
+    done.checkpoint("smoke", tmp_path).write_bytes(b"")
+    assert done not in zoo_tasks("smoke", tmp_path) and done in zoo_tasks("smoke", tmp_path, missing_only=False)
+    assert len(zoo_tasks("smoke", tmp_path, missing_only=False)) == len(zoo_tasks("smoke", tmp_path)) + 1

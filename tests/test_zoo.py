@@ -1,6 +1,7 @@
 """The zoo's declarations: seeds, pairs, recipes, presets, skipping what is absent."""
 import dataclasses
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -51,8 +52,19 @@ def test_small_datasets_get_the_gradient_steps_of_cifar10():
                 assert abs(seen / ref - 1) < 0.05, (preset, name, seen, ref)
     # at cpu scale: all of their training images (fewer than the 10,000 cap)
     assert Z.train_images(Z.ZOO_BY_NAME["fac_pneumoniamnist"], "cpu") == 4708
+    # class subsets count their own classes: 5 CIFAR-10 classes at 1000, 50 CIFAR-100 ones at the 10,000 cap
+    assert Z.train_images(Z.ZOO_BY_NAME["fac_cifar5"], "cpu") == 5000
+    assert Z.train_images(Z.ZOO_BY_NAME["fac_cifar100a"], "cpu") == 10000
+    assert Z.train_images(Z.ZOO_BY_NAME["fac_cifar100b"], "paper") == 25000
     with pytest.raises(ValueError, match="TRAIN_CLASS_COUNTS"):
-        Z.train_images(Z.ZOO_BY_NAME["fac_cifar5"], "cpu")
+        Z.train_images(Z.ZOO_BY_NAME["fac_imagenet32"], "cpu")
+
+
+def test_a_preset_precision_reaches_every_recipe():
+    bf16 = replace(Z.PRESETS["smoke"], name="smoke-bf16", precision="bf16")
+    assert {Z.train_config(s, bf16).precision for s in Z.ZOO} == {"bf16"}
+    assert Z.ablation_config(Z.ABLATIONS[-1], Z.ZOO_BY_NAME["fac_cifar10"], bf16).precision == "bf16"
+    assert Z.train_config(Z.ZOO[0], "smoke").precision == "fp32"
 
 
 def test_resnet_entries_are_torchvision_resnet18_and_reload(tmp_path):

@@ -275,6 +275,23 @@ class Task:
         return 50 if classes in ("a", "b") else len(classes)
 
     @property
+    def classes(self) -> list | None:
+        """The dataset's classes that the task keeps (None: all of them)."""
+        classes = TASKS[self.name][1]
+        if classes in ("a", "b"):
+            return cifar100_halves()[0 if classes == "a" else 1]
+        return None if classes is None else list(classes)
+
+    @property
+    def train_class_counts(self) -> tuple:
+        """Training images of each of its classes before ``per_class`` (known without loading anything)."""
+        if self.dataset not in TRAIN_CLASS_COUNTS:
+            raise ValueError(f"the training-set size of dataset {self.dataset!r} is not listed in "
+                             f"univenc.data.TRAIN_CLASS_COUNTS; add its per-class counts there")
+        counts = TRAIN_CLASS_COUNTS[self.dataset]
+        return counts if self.classes is None else tuple(counts[c] for c in self.classes)
+
+    @property
     def input_size(self) -> tuple:
         """(C, H, W) of the task's images as the networks see them."""
         return (3, 224, 224) if self.dataset == "imagenet" else (3, 32, 32)
@@ -294,7 +311,7 @@ def load_task(task: Task, root=None, download: bool = True) -> TaskData:
     CIFAR5 is the paper's name, 10a/10b the pair of disjoint halves."""
     if task.name not in TASKS:
         raise ValueError(f"unknown task {task.name!r}; expected one of {sorted(TASKS)}")
-    dataset, classes = TASKS[task.name]
+    dataset, classes = task.dataset, task.classes
     if dataset == "imagenet":
         raise ValueError("ImageNet at 224x224 does not fit in memory: use univenc.data.image_folder and "
                          "univenc.training.fit (univenc.zoo.train_zoo does this)")
@@ -305,8 +322,6 @@ def load_task(task: Task, root=None, download: bool = True) -> TaskData:
     else:
         xtr, ytr = load_dataset(dataset, True, root, download)
         xte, yte = load_dataset(dataset, False, root, download)
-    if classes in ("a", "b"):
-        classes = cifar100_halves()[0 if classes == "a" else 1]
     if classes is not None:
         xtr, ytr = select_classes(xtr, ytr, classes)
         xte, yte = select_classes(xte, yte, classes)

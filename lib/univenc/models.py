@@ -115,7 +115,8 @@ class FactorizedBlock(nn.Module):
     Elsewhere it computes what the naive block computes, pointwise(bn(relu_responses(x))): in eval mode, so
     that forward hooks on ``pointwise`` see its true input, as the alignment needs; on a GPU, where the launches
     of the structured form's many small ops cost more than the passes they save (0.35-0.39x the naive block's
-    speed on an H100, README); and on a CPU without a C compiler.
+    speed on an H100, README); under autocast (the kernels are float32/float64 only); and on a CPU without a
+    C compiler.
     """
 
     def __init__(self, cin: int, cout: int, filters: torch.Tensor):
@@ -142,7 +143,8 @@ class FactorizedBlock(nn.Module):
 
     def forward(self, x):
         bn = self.bn
-        if not (self.training and bn.track_running_stats and bn.momentum is not None and kernels.available(x)):
+        if not (self.training and bn.track_running_stats and bn.momentum is not None and kernels.available(x)
+                and not torch.is_autocast_enabled(x.device.type)):
             return self.pointwise(bn(self.relu_responses(x)))
         bn.num_batches_tracked += 1
         return _FactorizedTraining.apply(x, self.pointwise.weight, self.filters.to(x.dtype), bn.running_mean,

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .data import data_root
 from .zoo import (ABLATION_NETS, ABLATIONS, ZOO, ZOO_BY_NAME, ablation_checkpoint, ablation_config, available,
-                  checkpoint_path, get_preset, train_ablation, train_config, train_zoo)
+                  checkpoint_path, get_preset, sweep_per_class, train_ablation, train_config, train_images, train_zoo)
 
 __all__ = ["JobOptions", "Task", "zoo_tasks", "run_zoo", "train_task", "default_jobs"]
 
@@ -81,14 +81,21 @@ class Task:
         return train_config(spec, preset) if self.setting is None else ablation_config(_ablation(self.setting),
                                                                                        spec, preset)
 
+    def images(self, preset) -> int:
+        """Training images it sees over all its epochs (the work a job does, for projections)."""
+        spec, p = ZOO_BY_NAME[self.name], get_preset(preset)
+        per_class = None if self.setting is None else sweep_per_class(spec, p)
+        return train_images(spec, p, per_class) * self.config(p).epochs
+
 
 def _ablation(setting: str):
     return next(a for a in ABLATIONS if a.name == setting)
 
 
-def zoo_tasks(preset, root=None, only=None, ablations: bool = True) -> list[Task]:
-    """The networks still to train: zoo entries (those named in ``only``) whose dataset is present, then the
-    sweep's networks (each once: a baseline network may be the zoo's own)."""
+def zoo_tasks(preset, root=None, only=None, ablations: bool = True, missing_only: bool = True) -> list[Task]:
+    """The networks still to train (all of them with ``missing_only=False``): zoo entries (those named in
+    ``only``) whose dataset is present, then the sweep's networks (each once: a baseline network may be the
+    zoo's own)."""
     p = get_preset(preset)
     specs = [s for s in ZOO if only is None or s.name in only]
     tasks = [Task(s.name) for s in specs if available(s, root)]
@@ -97,7 +104,7 @@ def zoo_tasks(preset, root=None, only=None, ablations: bool = True) -> list[Task
     seen, out = set(), []
     for t in tasks:
         path = t.checkpoint(p, root)
-        if path not in seen and not path.exists():
+        if path not in seen and not (missing_only and path.exists()):
             seen.add(path)
             out.append(t)
     return out

@@ -2,6 +2,11 @@
 
 SGD (momentum 0.9, no weight decay), lr divided by 10 every ``lr_step`` epochs, PyTorch's default init.
 Ablations and the reduced random-label recipes can choose a one-cycle schedule and AdamW instead.
+``precision="bf16"`` runs the forward pass and the loss under bfloat16 autocast (meant for CUDA GPUs; CPU
+autocast works too, slowly without bfloat16 units): weights, gradients, optimizer state and BatchNorm's running
+statistics stay float32 (autocast casts copies of the weights, per op), and the test accuracy is measured in
+float32, as every analysis uses the weights. It stays off by default: its effect on the statistics has not been
+measured on a GPU yet (``benchmarks/bench_precision.py``).
 The training set lives in memory (on the GPU when there is one) as uint8 tensors; random crops (4-pixel zero
 padding) and horizontal flips are done on whole batches. Every random draw of epoch e comes from a generator
 seeded with (seed, e), so a run resumed from a checkpoint ends with the same weights as an uninterrupted one.
@@ -46,6 +51,7 @@ class TrainConfig:
     seed: int = 0                      # data order and augmentation (the init seed belongs to the model)
     checkpoint_epochs: tuple = ()      # epochs after which epoch_XXX.pt is kept (learning trajectories)
     channels_last: bool | None = None  # None: on CPU only (faster there; slower on a GPU in float32, README)
+    precision: str = "fp32"            # or "bf16": forward and loss under bfloat16 autocast (below)
     device: str = "auto"
     eval_batch_size: int = 1000
     eval_every: int = 1                # test accuracy every n epochs (and always after the last one)
@@ -56,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'step' or 'onecycle', got {self.schedule!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16' (bfloat16 autocast), got {self.precision!r}")
 
     def lr_at(self, epoch: int) -> float:
         if self.schedule == "step":
@@ -183,8 +191,9 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         for x, y in train_batches(epoch, gen):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out = model(x)
-            loss = F.cross_entropy(out, y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                out = model(x)
+                loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .data import TRAIN_CLASS_COUNTS, Task, data_root, load_task, task_available
+from .data import Task, data_root, load_task, task_available
 from .models import VGG, canonical_spatial_filters, resnet18
 from .storage import exclusive_lock, load_checkpoint
 from .training import TrainConfig, train
@@ -74,6 +74,7 @@ class Preset:
     # listed follows B.3 (2x / 4x the epochs, ``fig1b_lr`` / ``lr``, step schedule, ``random_per_class``).
     random_label_recipes: dict = field(default_factory=dict)
     ablation_per_class: int | None = None  # training images per class of the sweep (None: the zoo's)
+    precision: str = "fp32"       # "bf16": train under bfloat16 autocast (univenc.training; for a GPU)
     notes: str = ""
 
 
@@ -232,18 +233,17 @@ def train_config(spec: NetSpec, preset) -> TrainConfig:
     cfg = TrainConfig(epochs=epochs, lr=p.fig1b_lr if spec.recipe == "random_fig1b" else p.lr,
                       lr_step=max(1, epochs // 3), batch_size=p.batch_size,
                       augment=spec.recipe != "random_fig1b", seed=spec.init_seed,
-                      checkpoint_epochs=tuple(e for e in ckpts if e < epochs and keep), eval_every=p.eval_every)
+                      checkpoint_epochs=tuple(e for e in ckpts if e < epochs and keep), eval_every=p.eval_every,
+                      precision=p.precision)
     return replace(cfg, **override)
 
 
-def train_images(spec: NetSpec, preset) -> int:
-    """How many training images network ``spec`` sees per epoch under the preset (known before loading)."""
+def train_images(spec: NetSpec, preset, per_class: int | None = None) -> int:
+    """How many training images network ``spec`` sees per epoch under the preset (known before loading);
+    ``per_class`` as in :func:`load_task_for` (the sweep's networks)."""
     p = get_preset(preset)
-    if spec.task.name not in TRAIN_CLASS_COUNTS:
-        raise ValueError(f"the training-set size of task {spec.task.name!r} is not listed in "
-                         f"univenc.data.TRAIN_CLASS_COUNTS; add its per-class counts there")
-    per_class = _task_for(spec, p).per_class
-    counts = TRAIN_CLASS_COUNTS[spec.task.name]
+    per_class = _task_for(spec, p, per_class).per_class
+    counts = spec.task.train_class_counts
     return sum(c if per_class is None else min(c, per_class) for c in counts)
 
 
@@ -377,7 +377,7 @@ def ablation_config(ab: Ablation, spec: NetSpec, preset) -> TrainConfig:
     return cfg
 
 
-def _sweep_per_class(spec: NetSpec, p: Preset):
+def sweep_per_class(spec: NetSpec, p: Preset):
     """Training images per class of a network of the sweep: ``ablation_per_class``, never more than the zoo's."""
     zoo = _task_for(spec, p).per_class
     if p.ablation_per_class is None:
@@ -390,7 +390,7 @@ def ablation_checkpoint(ab: Ablation, role: str, preset, root=None) -> Path:
     p = get_preset(preset)
     name = ABLATION_NETS[role]
     spec = ZOO_BY_NAME[name]
-    if ab.kind == "baseline" and _sweep_per_class(spec, p) == _task_for(spec, p).per_class:
+    if ab.kind == "baseline" and sweep_per_class(spec, p) == _task_for(spec, p).per_class:
         return checkpoint_path(name, p, root)
     return zoo_dir(p, root) / "ablations" / _slug(ab.name) / name / "final.pt"
 
@@ -411,7 +411,7 @@ def train_ablation(ab: Ablation, role: str, preset, root=None, progress: bool = 
             return {"status": "exists", "seconds": 0.0}
         t0 = time.perf_counter()
         _train_in_memory(spec, p, ablation_config(ab, spec, p), path.parent, root, progress,
-                         _sweep_per_class(spec, p), f"{name} ({ab.name})")
+                         sweep_per_class(spec, p), f"{name} ({ab.name})")
         return {"status": "trained", "seconds": time.perf_counter() - t0}
 
 
