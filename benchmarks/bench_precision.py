@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from univenc import experiments as ex
 from univenc.data import load_dataset
 from univenc.similarity import compare_many
+from univenc.storage import load_checkpoint
 from univenc.training import resolve_device, to_float
 from univenc.zoo import ZOO_BY_NAME, build_model, checkpoint_path, get_preset, load_net, train_zoo
 
@@ -49,7 +50,7 @@ def gradient_error(name, p, batch=128) -> pd.DataFrame:
 def trained(name, p):
     if not checkpoint_path(name, p).exists():
         train_zoo(p, only=[name])
-    ckpt = torch.load(checkpoint_path(name, p), map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(checkpoint_path(name, p))
     log = ckpt["log"]
     return load_net(name, p), {"test_acc": log[-1]["test_acc"], "seconds": sum(r["seconds"] for r in log)}
 
