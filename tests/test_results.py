@@ -1,9 +1,14 @@
 """The results file: values recorded when computed, read back instead of computed, clear errors otherwise."""
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from univenc.results import RESULTS_ENV, MissingResultError, recorded, results_file
+from univenc.results import RESULTS_ENV, MissingResultError, recorded, results_file, same_value
 
 CALLS = []
 
@@ -30,3 +35,46 @@ def test_recorded_then_read_back_without_computing(tmp_path, monkeypatch):
         statistic("a", "smoke", scale=3.0)
     with pytest.raises(ValueError, match="of preset 'smoke', not 'cpu'"):
         statistic("a", "cpu")
+
+
+def test_an_unchanged_value_is_not_written_again_and_a_changed_one_is(tmp_path, monkeypatch):
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    first = statistic("b", "smoke", tmp_path)
+    path = results_file("smoke", tmp_path)
+    written = path.stat().st_mtime_ns, path.stat().st_ino
+    first["table"].loc[0, "x"] = -1.0  # the caller changes its copy: the store keeps the value computed
+    statistic("b", "smoke", tmp_path)  # computed again, the same value: the file stays as it is
+    assert (path.stat().st_mtime_ns, path.stat().st_ino) == written
+    statistic("b", "smoke", tmp_path, scale=2.0)  # a new key: written
+    assert path.stat().st_ino != written[1]
+    monkeypatch.setenv(RESULTS_ENV, str(path))
+    assert statistic("b", "smoke")["table"].x.tolist() == [1.0, 2.0]
+    assert statistic("b", "smoke", scale=2.0)["table"].x.tolist() == [2.0, 4.0]
+
+
+def _nested(draw_value):
+    return {"table": pd.DataFrame({"x": [draw_value, np.nan], "name": ["a", "b"]}), "arr": np.array([draw_value, 1.0]),
+            "t": torch.tensor([draw_value]), "list": [draw_value, "s", None, (1, 2)], "nan": float("nan"),
+            "np": np.float32(draw_value)}
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False, width=32), st.floats(allow_nan=False, allow_infinity=False, width=32))
+@settings(max_examples=50, deadline=None)
+def test_same_value_is_exact_equality_of_nested_values(x, y):
+    a = _nested(x)
+    assert same_value(a, copy.deepcopy(a))
+    assert same_value(a, _nested(y)) == (x == y)
+    for key in a:
+        changed = copy.deepcopy(a)
+        changed[key] = "other"
+        assert not same_value(a, changed), key
+    assert not same_value(np.zeros(3), np.zeros(3, dtype=np.float32))  # a dtype change is a change
+    assert not same_value(pd.DataFrame({"x": [1.0]}), pd.DataFrame({"y": [1.0]}))
+    assert not same_value(object(), object())  # unknown types: always written
+
+
+def test_same_value_compares_cells_of_lists_with_nan():
+    table = pd.DataFrame({"setting": ["a"], "S_by_layer": [[0.5, float("nan")]]})
+    assert same_value(table, copy.deepcopy(table))
+    assert not same_value(table, pd.DataFrame({"setting": ["a"], "S_by_layer": [[0.5, 0.6]]}))
+    assert not same_value(table, table.set_axis([1]))  # another index

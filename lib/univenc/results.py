@@ -10,12 +10,17 @@ figures made from the file and from the checkpoints are the same.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import inspect
+import math
 import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 
 from .data import data_root
 from .storage import load_checkpoint, save_torch
@@ -60,17 +65,55 @@ def _compact(value):
 _MISSING = object()
 
 
-def _unchanged(old, new) -> bool:
-    """True when a plain value (names, numbers, strings) is recorded already: no need to rewrite the file."""
-    plain = (list, tuple, str, int, float, bool, type(None))
-    return isinstance(new, plain) and isinstance(old, plain) and repr(old) == repr(new)
+def same_value(old, new) -> bool:
+    """True when ``new`` equals the recorded ``old`` exactly (NaN equal to NaN): arrays, tensors, DataFrames,
+    Series, dicts, lists, tuples, dataclasses and plain values, nested. Anything else counts as changed.
+    A value recorded already is not written again: later notebooks recompute much of what earlier ones
+    recorded, and every write rewrites the whole file."""
+    if type(old) is not type(new):
+        return False
+    if isinstance(new, np.ndarray):
+        if old.shape != new.shape or old.dtype != new.dtype:
+            return False
+        try:
+            return bool(np.array_equal(old, new, equal_nan=new.dtype.kind in "fc"))
+        except TypeError:  # object arrays
+            return False
+    if isinstance(new, torch.Tensor):
+        return same_value(old.detach().cpu().numpy(), new.detach().cpu().numpy())
+    if isinstance(new, pd.DataFrame):
+        return (list(old.columns) == list(new.columns) and old.index.equals(new.index)
+                and all(same_value(old[c], new[c]) for c in new.columns) and same_value(old.attrs, new.attrs))
+    if isinstance(new, pd.Series):
+        if old.dtype != new.dtype or not old.index.equals(new.index):
+            return False
+        if new.dtype == object:  # lists, arrays, NaN in cells: compared as values (pandas' equals says [nan] != [nan])
+            return all(same_value(a, b) for a, b in zip(old.tolist(), new.tolist()))
+        return bool(old.equals(new)) and same_value(old.attrs, new.attrs)
+    if isinstance(new, dict):
+        return list(old) == list(new) and all(same_value(old[k], new[k]) for k in new)
+    if isinstance(new, (list, tuple)):
+        return len(old) == len(new) and all(same_value(a, b) for a, b in zip(old, new))
+    if dataclasses.is_dataclass(new):
+        return same_value(vars(old), vars(new))
+    if isinstance(new, float):
+        return old == new or (math.isnan(old) and math.isnan(new))
+    if isinstance(new, (str, int, bool, bytes, type(None), np.generic)):
+        return bool(old == new) or (isinstance(new, np.floating) and bool(np.isnan(old) and np.isnan(new)))
+    return False
 
 
 def _read(path: Path) -> dict:
-    stamp = path.stat().st_mtime
+    stamp = path.stat().st_mtime_ns
     if path not in _loaded or _loaded[path][0] != stamp:
         _loaded[path] = (stamp, load_checkpoint(path))
     return _loaded[path][1]
+
+
+def _write(store: dict, path: Path):
+    """Write the whole store atomically, and keep it as the file's in-memory copy (no re-read)."""
+    save_torch(store, path)
+    _loaded[path] = (path.stat().st_mtime_ns, store)
 
 
 def _key(fn, bound) -> str:
@@ -103,9 +146,8 @@ def recorded(fn):
         value = _compact(fn(*args, **kwargs))
         path = results_file(preset, bound.arguments.get("root"))
         store = _read(path) if path.exists() else {"preset": preset.name, "entries": {}}
-        if not _unchanged(store["entries"].get(key, _MISSING), value):
-            store["entries"][key] = value
-            save_torch(store, path)
-            _loaded.pop(path, None)
+        if not same_value(store["entries"].get(key, _MISSING), value):
+            store["entries"][key] = copy.deepcopy(value)  # the caller may change its value; the store must not
+            _write(store, path)
         return value
     return wrapper
