@@ -22,14 +22,23 @@ def save_figure(fig, name: str, preset: str, out_dir=None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.text(0.995, 0.005, f"univenc preset: {preset}", ha="right", va="bottom", fontsize=7, color="0.4")
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
-    # bbox_inches="tight" lays out every artist again for each file: measure the tight box once for both
-    dpi, fig_dpi = 130, fig.dpi
-    fig.set_dpi(dpi)  # text extents depend a little on the dpi: measure at the saved one
-    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
-    fig.set_dpi(fig_dpi)
+    bbox = _tight_bbox(fig, dpi=130)
     for p in paths:
-        fig.savefig(p, dpi=dpi, bbox_inches=bbox)
+        fig.savefig(p, dpi=130, bbox_inches=bbox)
     return paths
+
+
+def _tight_bbox(fig, dpi: float):
+    """The box ``bbox_inches="tight"`` would crop to, measured once for several files (each "tight" save lays out
+    every artist again: seconds for the grids of Fig. 1). "tight" itself where the canvas has no Agg renderer."""
+    if not hasattr(fig.canvas, "get_renderer"):
+        return "tight"
+    fig_dpi = fig.dpi
+    fig.set_dpi(dpi)  # text extents depend a little on the dpi: measure at the saved one
+    try:
+        return fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+    finally:
+        fig.set_dpi(fig_dpi)
 
 
 def save_table(table, name: str, out_dir=None) -> Path:
