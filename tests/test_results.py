@@ -58,7 +58,10 @@ def _nested(draw_value):
             "np": np.float32(draw_value)}
 
 
-@given(st.floats(allow_nan=False, allow_infinity=False, width=32), st.floats(allow_nan=False, allow_infinity=False, width=32))
+FLOAT32 = st.floats(allow_nan=False, allow_infinity=False, width=32)
+
+
+@given(FLOAT32, FLOAT32)
 @settings(max_examples=50, deadline=None)
 def test_same_value_is_exact_equality_of_nested_values(x, y):
     a = _nested(x)

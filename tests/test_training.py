@@ -153,8 +153,8 @@ def test_bf16_autocast_trains_float32_weights_near_float32_training(factorized):
     """precision="bf16": convolutions run in bfloat16 during training (CPU autocast here, CUDA's on a GPU);
     weights, optimizer state and BatchNorm's running statistics stay float32, the test accuracy is measured in
     float32. The first step's loss (one batch per epoch) is that of float32 training to within bfloat16's
-    rounding, and the weights differ from it (later epochs drift apart: a step's bfloat16 gradient of an early conv layer is ~30% off,
-    docs/recipes.md)."""
+    rounding, and the weights differ from it (later epochs drift apart: a step's bfloat16 gradient of an early
+    conv layer is ~30% off, docs/recipes.md)."""
     model, seen = tiny_model(factorized), set()
     hooks = [m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
              for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
