@@ -4,7 +4,7 @@ against one pass over the probe images (``compare_many``: each network once per 
     python benchmarks/bench_compare_pairs.py [--preset cpu] [--nets 4]
 
 The networks are the first ``--nets`` factorized networks of the dataset comparisons of Figs. 3-4
-(``univenc.zoo._DATASET_NETS``), trained in the preset's zoo, all their pairs, on the preset's probe images
+(``univenc.catalogue.DATASET_NETS``), trained in the preset's zoo, all their pairs, on the preset's probe images
 (real CIFAR-10 test images). Prints both wall times, their ratio and the largest difference in S.
 """
 import argparse
@@ -15,7 +15,8 @@ import numpy as np
 
 from univenc import experiments as ex
 from univenc.similarity import compare, compare_many
-from univenc.zoo import _DATASET_NETS, get_preset
+from univenc.catalogue import DATASET_NETS
+from univenc.presets import get_preset
 
 
 def main():
@@ -24,9 +25,9 @@ def main():
     ap.add_argument("--nets", type=int, default=4)
     args = ap.parse_args()
     p = get_preset(args.preset)
-    names = ex.trained(_DATASET_NETS, p)[: args.nets]
+    names = ex.trained(DATASET_NETS, p)[: args.nets]
     if len(names) < 2:
-        raise SystemExit(f"fewer than 2 trained networks among {_DATASET_NETS} in preset {p.name}: "
+        raise SystemExit(f"fewer than 2 trained networks among {DATASET_NETS} in preset {p.name}: "
                          f"train them first (make reproduce PRESET={p.name})")
     nets = {n: ex.zoo_net(n, p) for n in names}
     pairs = list(itertools.combinations(names, 2))

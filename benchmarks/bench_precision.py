@@ -26,7 +26,9 @@ from univenc.data import load_dataset
 from univenc.similarity import compare_many
 from univenc.storage import load_checkpoint
 from univenc.training import resolve_device, to_float
-from univenc.zoo import ZOO_BY_NAME, build_model, checkpoint_path, get_preset, load_net, train_zoo
+from univenc.catalogue import ZOO_BY_NAME
+from univenc.presets import get_preset
+from univenc.zoo import build_model, checkpoint_path, load_net, train_zoo
 
 
 def gradient_error(name, p, batch=128) -> pd.DataFrame:

@@ -26,7 +26,8 @@ from univenc.data import TaskData, load_dataset
 from univenc.models import factorized_vgg11, resnet18, vgg11
 from univenc.runner import zoo_tasks
 from univenc.training import TrainConfig, train
-from univenc.zoo import ZOO_BY_NAME, get_preset
+from univenc.catalogue import ZOO_BY_NAME
+from univenc.presets import get_preset
 
 ARCHS = {"vgg": lambda w: vgg11(width=w), "factorized": lambda w: factorized_vgg11(width=w),
          "resnet18": lambda w: resnet18()}

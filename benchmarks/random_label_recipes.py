@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from univenc.catalogue import ZOO_BY_NAME
 from univenc import zoo as Z
 from univenc.data import load_task
 from univenc.training import train
@@ -32,7 +33,7 @@ CANDIDATES = [
 
 
 def run(name, per_class, epochs, schedule, lr, preset="cpu"):
-    spec = Z.ZOO_BY_NAME[name]
+    spec = ZOO_BY_NAME[name]
     data = load_task(dataclasses.replace(spec.task, per_class=per_class))
     model = Z.build_model(spec, preset, data.num_classes)
     base = Z.train_config(spec, preset)

@@ -4,7 +4,7 @@ import pytest
 
 from univenc import claims as C
 from univenc import experiments as ex
-from univenc.zoo import PRESETS
+from univenc.presets import PRESETS
 
 
 def _context(pairs):

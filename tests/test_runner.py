@@ -11,11 +11,12 @@ import torch
 
 from conftest import needs
 from univenc import zoo as Z
+from univenc.presets import PRESETS
 from univenc.data import data_root
 from univenc.runner import JobOptions, Task, run_zoo, zoo_tasks
 from univenc.storage import exclusive_lock, load_checkpoint
 
-PRESET = dataclasses.replace(Z.PRESETS["smoke"], epochs=12, checkpoint_epochs=(), eval_every=12)
+PRESET = dataclasses.replace(PRESETS["smoke"], epochs=12, checkpoint_epochs=(), eval_every=12)
 NETS = ["vgg_k3_cifar10", "fac_cifar10"]
 OPTIONS = JobOptions(jobs=2, threads=1)
 

@@ -11,7 +11,8 @@ from univenc.models import VGG
 from univenc.similarity import compare
 from univenc.spatial import spatial_report
 from univenc.storage import load_checkpoint
-from univenc.trajectories import learning_trajectory, load_checkpoint_model
+from univenc.models import load_checkpoint_model
+from univenc.trajectories import learning_trajectory
 from univenc.training import TrainConfig, to_float, train
 
 CFG = TrainConfig(epochs=4, lr=0.05, lr_step=2, batch_size=16, checkpoint_epochs=(1, 2))

@@ -8,89 +8,91 @@ import pytest
 import torch
 
 from conftest import needs
+from univenc import catalogue as C
 from univenc import zoo as Z
+from univenc.presets import PRESETS, get_preset
 from univenc.data import data_root
 from univenc.figures import save_table
 from univenc.storage import load_checkpoint
 
 
 def test_every_network_has_its_own_init_seed():
-    seeds = [s.init_seed for s in Z.ZOO]
+    seeds = [s.init_seed for s in C.ZOO]
     assert len(seeds) == len(set(seeds))
-    assert len({s.name for s in Z.ZOO}) == len(Z.ZOO)
+    assert len({s.name for s in C.ZOO}) == len(C.ZOO)
 
 
 def test_no_compared_pair_shares_an_init_seed():
-    for a, b, _ in Z.PAIRS:
-        assert a in Z.ZOO_BY_NAME and b in Z.ZOO_BY_NAME
-        assert Z.ZOO_BY_NAME[a].init_seed != Z.ZOO_BY_NAME[b].init_seed, (a, b)
+    for a, b, _ in C.PAIRS:
+        assert a in C.ZOO_BY_NAME and b in C.ZOO_BY_NAME
+        assert C.ZOO_BY_NAME[a].init_seed != C.ZOO_BY_NAME[b].init_seed, (a, b)
 
 
 def test_recipes_follow_appendix_b3():
-    p = Z.PRESETS["paper"]
-    std = Z.train_config(Z.ZOO_BY_NAME["fac_cifar10"], p)
+    p = PRESETS["paper"]
+    std = Z.train_config(C.ZOO_BY_NAME["fac_cifar10"], p)
     assert (std.epochs, std.lr, std.lr_step, std.momentum, std.weight_decay, std.augment) == (90, 0.005, 30, 0.9, 0, True)
-    fig1b = Z.train_config(Z.ZOO_BY_NAME["vgg_k3_cifar10_random"], p)
+    fig1b = Z.train_config(C.ZOO_BY_NAME["vgg_k3_cifar10_random"], p)
     assert (fig1b.epochs, fig1b.lr, fig1b.lr_step, fig1b.augment) == (180, 0.02, 60, False)
-    fig34 = Z.train_config(Z.ZOO_BY_NAME["fac_cifar10_random_a"], p)
+    fig34 = Z.train_config(C.ZOO_BY_NAME["fac_cifar10_random_a"], p)
     assert (fig34.epochs, fig34.lr, fig34.augment) == (360, 0.005, True)
-    net = Z.build_model(Z.ZOO_BY_NAME["vgg_k3_cifar10_random"], Z.PRESETS["smoke"], 10)
+    net = Z.build_model(C.ZOO_BY_NAME["vgg_k3_cifar10_random"], PRESETS["smoke"], 10)
     assert not any("BatchNorm" in type(m).__name__ for m in net.modules())
     assert net.config["init"] == "kaiming_relu"  # reduced presets: the default init does not train without BN
-    assert Z.build_model(Z.ZOO_BY_NAME["vgg_k3_cifar10_random"], p, 10).config["init"] == "default"
-    assert Z.build_model(Z.ZOO_BY_NAME["fac_cifar10"], Z.PRESETS["smoke"], 10).config["init"] == "default"
+    assert Z.build_model(C.ZOO_BY_NAME["vgg_k3_cifar10_random"], p, 10).config["init"] == "default"
+    assert Z.build_model(C.ZOO_BY_NAME["fac_cifar10"], PRESETS["smoke"], 10).config["init"] == "default"
 
 
 def test_small_datasets_get_the_gradient_steps_of_cifar10():
     for preset in ("cpu", "paper"):
-        p = Z.PRESETS[preset]
-        ref = Z.train_images(Z.ZOO_BY_NAME["fac_cifar10"], p) * Z.train_config(Z.ZOO_BY_NAME["fac_cifar10"], p).epochs
-        for ds in Z.NON_NATURAL:
+        p = PRESETS[preset]
+        ref = Z.train_images(C.ZOO_BY_NAME["fac_cifar10"], p) * Z.train_config(C.ZOO_BY_NAME["fac_cifar10"], p).epochs
+        for ds in C.NON_NATURAL:
             for name in (f"vgg_k3_{ds}", f"fac_{ds}"):
-                spec = Z.ZOO_BY_NAME[name]
+                spec = C.ZOO_BY_NAME[name]
                 seen = Z.train_images(spec, p) * Z.train_config(spec, p).epochs
                 assert abs(seen / ref - 1) < 0.05, (preset, name, seen, ref)
     # at cpu scale: all of their training images (fewer than the 10,000 cap)
-    assert Z.train_images(Z.ZOO_BY_NAME["fac_pneumoniamnist"], "cpu") == 4708
+    assert Z.train_images(C.ZOO_BY_NAME["fac_pneumoniamnist"], "cpu") == 4708
     # class subsets count their own classes: 5 CIFAR-10 classes at 1000, 50 CIFAR-100 ones at the 10,000 cap
-    assert Z.train_images(Z.ZOO_BY_NAME["fac_cifar5"], "cpu") == 5000
-    assert Z.train_images(Z.ZOO_BY_NAME["fac_cifar100a"], "cpu") == 10000
-    assert Z.train_images(Z.ZOO_BY_NAME["fac_cifar100b"], "paper") == 25000
+    assert Z.train_images(C.ZOO_BY_NAME["fac_cifar5"], "cpu") == 5000
+    assert Z.train_images(C.ZOO_BY_NAME["fac_cifar100a"], "cpu") == 10000
+    assert Z.train_images(C.ZOO_BY_NAME["fac_cifar100b"], "paper") == 25000
     with pytest.raises(ValueError, match="TRAIN_CLASS_COUNTS"):
-        Z.train_images(Z.ZOO_BY_NAME["fac_imagenet32"], "cpu")
+        Z.train_images(C.ZOO_BY_NAME["fac_imagenet32"], "cpu")
 
 
 def test_a_preset_precision_reaches_every_recipe():
-    bf16 = replace(Z.PRESETS["smoke"], name="smoke-bf16", precision="bf16")
-    assert {Z.train_config(s, bf16).precision for s in Z.ZOO} == {"bf16"}
-    assert Z.ablation_config(Z.ABLATIONS[-1], Z.ZOO_BY_NAME["fac_cifar10"], bf16).precision == "bf16"
-    assert Z.train_config(Z.ZOO[0], "smoke").precision == "fp32"
+    bf16 = replace(PRESETS["smoke"], name="smoke-bf16", precision="bf16")
+    assert {Z.train_config(s, bf16).precision for s in C.ZOO} == {"bf16"}
+    assert Z.ablation_config(C.ABLATIONS[-1], C.ZOO_BY_NAME["fac_cifar10"], bf16).precision == "bf16"
+    assert Z.train_config(C.ZOO[0], "smoke").precision == "fp32"
 
 
 def test_resnet_entries_are_torchvision_resnet18_and_reload(tmp_path):
     import torchvision
 
     from univenc.storage import save_torch
-    from univenc.trajectories import load_checkpoint_model
+    from univenc.models import load_checkpoint_model
 
-    net = Z.build_model(Z.ZOO_BY_NAME["resnet18_cifar10"], "smoke", 10)
+    net = Z.build_model(C.ZOO_BY_NAME["resnet18_cifar10"], "smoke", 10)
     reference = torchvision.models.resnet18(num_classes=10)
     assert net.state_dict().keys() == reference.state_dict().keys()
     save_torch({"state_dict": net.state_dict(), "config": {"model": net.config}, "epoch": 3}, tmp_path / "x.pt")
     back, epoch = load_checkpoint_model(tmp_path / "x.pt")
     assert epoch == 3 and isinstance(back, torchvision.models.ResNet)
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), back.state_dict().values()))
-    assert Z.train_config(Z.ZOO_BY_NAME["resnet18_cifar10"], "cpu").checkpoint_epochs == ()  # 90 MB each
+    assert Z.train_config(C.ZOO_BY_NAME["resnet18_cifar10"], "cpu").checkpoint_epochs == ()  # 90 MB each
 
 
 def test_presets_are_plain_data():
-    for p in Z.PRESETS.values():
+    for p in PRESETS.values():
         assert dataclasses.is_dataclass(p)
         json.dumps(dataclasses.asdict(p))
-    edited = dataclasses.replace(Z.PRESETS["cpu"], epochs=3)
-    assert Z.get_preset(edited).epochs == 3
+    edited = dataclasses.replace(PRESETS["cpu"], epochs=3)
+    assert get_preset(edited).epochs == 3
     with pytest.raises(ValueError, match="unknown preset"):
-        Z.get_preset("huge")
+        get_preset("huge")
 
 
 def test_absent_datasets_are_skipped_with_a_message(tmp_path, capsys):
@@ -113,7 +115,7 @@ def test_imagenet_entry_trains_from_an_image_folder(tmp_path):
             for i in range(3):
                 Image.fromarray(np.random.default_rng(i).integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(
                     tmp_path / "imagenet" / split / c / f"{i}.png")
-    preset = dataclasses.replace(Z.PRESETS["smoke"], width=0.0625, epochs=1, checkpoint_epochs=())
+    preset = dataclasses.replace(PRESETS["smoke"], width=0.0625, epochs=1, checkpoint_epochs=())
     status = Z.train_zoo(preset, only=["vgg_k7_imagenet"], root=tmp_path, progress=False)
     assert status.status.tolist() == ["trained"]
     net = Z.load_net("vgg_k7_imagenet", preset, root=tmp_path)
@@ -121,29 +123,29 @@ def test_imagenet_entry_trains_from_an_image_folder(tmp_path):
 
 
 def test_reduced_random_label_recipes_and_the_data_budget():
-    cpu = Z.PRESETS["cpu"]
+    cpu = PRESETS["cpu"]
     for name, recipe in (("vgg_k3_cifar10_random", "random_fig1b"), ("fac_cifar10_random_a", "random_fig34")):
-        spec, override = Z.ZOO_BY_NAME[name], cpu.random_label_recipes[recipe]
+        spec, override = C.ZOO_BY_NAME[name], cpu.random_label_recipes[recipe]
         cfg = Z.train_config(spec, cpu)
         assert (cfg.epochs, cfg.lr, cfg.schedule) == (override["epochs"], override["lr"], override["schedule"])
         assert Z._task_for(spec, cpu).per_class == override["per_class"]
         # the true-label networks' checkpoint epochs are saved too: trajectories can be matched by epoch
         assert set(cpu.checkpoint_epochs) <= set(cfg.checkpoint_epochs)
         assert max(cfg.checkpoint_epochs) < cfg.epochs
-    assert Z.train_config(Z.ZOO_BY_NAME["vgg_k3_cifar10_random"], cpu).augment is False
-    assert Z.train_config(Z.ZOO_BY_NAME["fac_cifar10_random_a"], cpu).augment is True
-    per_class = {n: Z._task_for(Z.ZOO_BY_NAME[n], cpu).per_class
+    assert Z.train_config(C.ZOO_BY_NAME["vgg_k3_cifar10_random"], cpu).augment is False
+    assert Z.train_config(C.ZOO_BY_NAME["fac_cifar10_random_a"], cpu).augment is True
+    per_class = {n: Z._task_for(C.ZOO_BY_NAME[n], cpu).per_class
                  for n in ("fac_cifar10", "fac_cifar5", "fac_cifar100", "fac_cifar100a", "fac_mnist")}
     assert per_class == {"fac_cifar10": 1000, "fac_cifar5": 1000, "fac_cifar100": 100, "fac_cifar100a": 200,
                          "fac_mnist": 1000}
-    assert Z._task_for(Z.ZOO_BY_NAME["fac_cifar100"], Z.PRESETS["paper"]).per_class is None
+    assert Z._task_for(C.ZOO_BY_NAME["fac_cifar100"], PRESETS["paper"]).per_class is None
 
 
 def test_ablation_sweep_is_declared_as_data(tmp_path):
-    spec = Z.ZOO_BY_NAME["fac_cifar10"]
+    spec = C.ZOO_BY_NAME["fac_cifar10"]
     base = Z.train_config(spec, "cpu")
-    by_name = {a.name: a for a in Z.ABLATIONS}
-    assert {a.kind for a in Z.ABLATIONS} == {"baseline", "duration", "lr", "optimizer"}
+    by_name = {a.name: a for a in C.ABLATIONS}
+    assert {a.kind for a in C.ABLATIONS} == {"baseline", "duration", "lr", "optimizer"}
     assert Z.ablation_config(by_name["epochs x3"], spec, "cpu").epochs == 3 * base.epochs
     assert Z.ablation_config(by_name["epochs x1/3"], spec, "cpu").epochs == base.epochs // 3
     assert Z.ablation_config(by_name["lr x3"], spec, "cpu").lr == pytest.approx(3 * base.lr)
@@ -159,7 +161,7 @@ def test_ablation_sweep_is_declared_as_data(tmp_path):
 
 @needs("cifar10")
 def test_zoo_table_is_read_from_the_checkpoints(tmp_path):
-    preset = dataclasses.replace(Z.PRESETS["smoke"], random_label_recipes={
+    preset = dataclasses.replace(PRESETS["smoke"], random_label_recipes={
         "random_fig1b": dict(per_class=5, epochs=2, lr=0.005, schedule="onecycle")})
     (tmp_path / "cifar-10-batches-py").symlink_to(data_root() / "cifar-10-batches-py")  # real data, own zoo
     Z.train_zoo(preset, only=["vgg_k3_cifar10_random"], root=tmp_path, progress=False)

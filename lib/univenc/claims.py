@@ -20,7 +20,8 @@ from scipy.stats import spearmanr
 
 from . import experiments as ex
 from .storage import atomic_write, save_json
-from .zoo import NATURAL_NETS, Preset, get_preset
+from .catalogue import NATURAL_NETS
+from .presets import Preset, get_preset
 
 __all__ = ["Claim", "Context", "CLAIMS", "evaluate_claims", "write_claims", "natural_pairs", "control_pairs"]
 

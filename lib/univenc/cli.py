@@ -130,7 +130,7 @@ def _trajectory(args):
     if args.vs:
         if not args.data:
             raise ValueError("--vs compares two runs after aligning their activations: give --data DATASET")
-        from .trajectories import load_checkpoint_model
+        from .models import load_checkpoint_model
         batches = model_batches(load_checkpoint_model(args.checkpoints[0], model)[0], args.data, args.images,
                                 args.root)
     table = learning_trajectory(args.checkpoints, args.vs, batches, model=model, progress=False)
@@ -197,7 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-DELEGATED = {"zoo": "univenc.zoo", "reproduce": "univenc.reproduce"}
+DELEGATED = {"zoo": "univenc.runner", "reproduce": "univenc.reproduce"}
 
 
 def main(argv=None):

@@ -27,8 +27,11 @@ from .spatial import (conv_weights, layer_maps, mean_spatial_covariance, padding
                       spatial_eigenvectors, spatial_similarity)
 from .storage import load_checkpoint, save_torch
 from .training import evaluate, tensor_batches
-from .zoo import (PAIRS, ZOO_BY_NAME, build_model, checkpoint_path, get_preset, load_net,
-                  load_task_for)
+from .catalogue import ABLATION_NETS, ABLATIONS, PAIRS, ZOO, ZOO_BY_NAME
+from .models import load_checkpoint_model
+from .presets import get_preset
+from .zoo import (ablation_checkpoint, build_model, checkpoint_path, load_net, load_task_for, zoo_checkpoints,
+                  zoo_dir)
 
 __all__ = ["trained", "spatial_layers", "spatial_maps", "spatial_score_table", "first_layer_table",
            "probe_batches", "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
@@ -301,7 +304,7 @@ def _project(net, layer, basis):
 def trajectory(a: str, b: str | None, preset, root=None, progress: bool = False):
     """:func:`univenc.trajectories.learning_trajectory` of zoo network ``a`` (and ``b`` at matching epochs),
     cached; None when a network or its checkpoints are missing."""
-    from .trajectories import learning_trajectory, zoo_checkpoints
+    from .trajectories import learning_trajectory
 
     p = get_preset(preset)
     names = [a] + ([b] if b else [])
@@ -322,8 +325,6 @@ def ablation_table(preset, root=None) -> pd.DataFrame | None:
     """One row per trained setting of ``univenc.zoo.ABLATIONS``: setting, kind, test_acc (mean of the twins),
     S_twins (mean over layers), S_twins_by_layer, S_true_random_1_3 (true vs random partner, layers 1-3).
     None when nothing of the sweep is trained."""
-    from .zoo import ABLATION_NETS, ABLATIONS, ablation_checkpoint
-
     p = get_preset(preset)
     settings = {ab: {role: ablation_checkpoint(ab, role, p, root) for role in ABLATION_NETS} for ab in ABLATIONS}
     settings = {ab: paths for ab, paths in settings.items() if all(x.exists() for x in paths.values())}
@@ -343,8 +344,6 @@ def ablation_table(preset, root=None) -> pd.DataFrame | None:
 def _compare_files(pairs, p, root) -> dict:
     """{(path_a, path_b): :func:`compare` table} of pairs of checkpoint files, cached beside the other
     comparisons; those not cached are computed in one pass over the probe images."""
-    from .trajectories import load_checkpoint_model
-
     def cache(path_a, path_b):
         key = f"{path_a.parent.parent.name}_{path_a.parent.name}__{path_b.parent.name}"
         return results_dir(p, root) / "compare" / "ablations" / f"{key}.pt"
@@ -423,7 +422,6 @@ def canonical_filter_set(name: str, preset, root=None, n: int = 5):
 @recorded
 def training_logs(preset, root=None) -> dict:
     """{name: per-epoch log (DataFrame)} of every zoo network with a log."""
-    from .zoo import ZOO, zoo_dir
     folder = zoo_dir(preset, root)
     return {s.name: pd.read_csv(folder / s.name / "log.csv") for s in ZOO if (folder / s.name / "log.csv").exists()}
 

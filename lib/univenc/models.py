@@ -5,6 +5,7 @@ Both are registered with timm: ``timm.create_model("univenc_vgg11", num_classes=
 """
 from __future__ import annotations
 
+import re
 import weakref
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from univenc import kernels
+from . import kernels
+from .storage import load_checkpoint
 
 __all__ = ["VGG", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11", "resnet18",
-           "declare_kaiming_fan_out", "model_from_config", "canonical_spatial_filters", "VGG11_CHANNELS",
+           "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model", "checkpoint_epoch", "canonical_spatial_filters", "VGG11_CHANNELS",
            "CANONICAL_FILTERS_FILE"]
 
 # Configuration "A": 8 conv layers; "M" is a 2x2 max-pool.
@@ -299,6 +301,41 @@ def model_from_config(config: dict, state_dict: dict | None = None) -> nn.Module
         return resnet18(config["num_classes"])
     filters = state_dict.get("features.0.filters") if config.get("factorized") and state_dict else None
     return VGG(**{**config, "filters": filters})
+
+
+def checkpoint_epoch(path, ckpt: dict | None = None) -> int:
+    """The epoch of a checkpoint: its ``epoch`` entry, else the number in an ``epoch_XXX`` file name."""
+    if ckpt is not None and isinstance(ckpt.get("epoch"), int):
+        return ckpt["epoch"]
+    match = re.search(r"epoch_(\d+)", Path(path).name)
+    if match is None:
+        raise ValueError(f"cannot tell the epoch of {path}: it has no 'epoch' entry and its name is not "
+                         f"epoch_XXX.pt; give a univenc checkpoint or name the files by epoch")
+    return int(match.group(1))
+
+
+def load_checkpoint_model(path, model: nn.Module | None = None) -> tuple[nn.Module, int]:
+    """(network in eval mode, epoch) from a checkpoint file.
+
+    A univenc checkpoint (from :func:`univenc.training.fit`) carries its architecture. A plain state dict, or
+    a dict with a ``state_dict`` entry, is loaded into ``model`` (a network of the right architecture; its
+    weights are replaced), with a strict key check."""
+    ckpt = load_checkpoint(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds no state dict")
+    cfg = ckpt.get("config", {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    if cfg is not None:
+        net = model_from_config(cfg, state)
+    elif model is not None:
+        net = model
+    else:
+        raise ValueError(f"{path} is a plain state dict: pass model=<a network of its architecture> to load it")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"{path} does not fit {type(net).__name__}: {err}") from err
+    return net.eval(), checkpoint_epoch(path, ckpt)
 
 
 def _register_with_timm():

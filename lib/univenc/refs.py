@@ -100,7 +100,7 @@ def _file(path: Path, arch: str | None, preset, root) -> nn.Module:
         raise ModelReferenceError(f"{path} holds a {type(obj).__name__}, not a state dict or a checkpoint")
     config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
     if arch is None and config.get("model") is not None:  # a univenc checkpoint carries its architecture
-        from .trajectories import load_checkpoint_model
+        from .models import load_checkpoint_model
         return load_checkpoint_model(path)[0]
     if arch is None:
         raise ModelReferenceError(f"{path} is a plain state dict: give its architecture with --arch "
@@ -111,7 +111,7 @@ def _file(path: Path, arch: str | None, preset, root) -> nn.Module:
 
 def resolve_model(ref: str, arch: str | None = None, preset=None, root=None) -> nn.Module:
     """The network a reference names (see the module docstring for the forms), in eval mode."""
-    from .zoo import ZOO_BY_NAME
+    from .catalogue import ZOO_BY_NAME
 
     ref = str(ref)
     kind, _, rest = ref.partition(":")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .data import REPO_ROOT, MissingDatasetsError, ensure_datasets
 from .results import RESULTS_ENV
-from .zoo import get_preset
+from .presets import get_preset
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 DATA_NOTEBOOK, TRAINING_NOTEBOOK = "00_data", "01_train_zoo"

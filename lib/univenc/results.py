@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from .data import data_root
+from .presets import get_preset
 from .storage import load_checkpoint, save_torch
 
 __all__ = ["RESULTS_ENV", "recorded", "results_file", "results_source", "MissingResultError"]
@@ -41,7 +42,6 @@ class MissingResultError(KeyError):
 
 def results_file(preset, root=None) -> Path:
     """Where a preset's results are recorded: ``<data root>/results/<preset>/results.pt``."""
-    from .zoo import get_preset
     return data_root(root) / "results" / get_preset(preset).name / "results.pt"
 
 
@@ -124,8 +124,6 @@ def _key(fn, bound) -> str:
 def recorded(fn):
     """Record ``fn``'s value in the preset's results file, or read it from ``$UNIVENC_RESULTS``.
     ``fn`` takes ``preset`` (and optionally ``root``) among its arguments."""
-    from .zoo import get_preset
-
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)

@@ -1,7 +1,9 @@
 """The zoo as jobs: every network trains in a job of its own, on this machine or on a Slurm cluster (submitit).
 
-    python -m univenc.zoo --preset cpu --jobs 2                      # local processes, 1 thread each here
-    python -m univenc.zoo --preset paper --jobs 40 --executor slurm --partition gpu --gpus 1 --time 60
+    univenc zoo --preset cpu --jobs 2                      # local processes, 1 thread each here
+    univenc zoo --preset paper --jobs 40 --executor slurm --partition gpu --gpus 1 --time 60
+
+(``python -m univenc.runner`` is the same command.)
 
 One code path for both: submitit's local executor starts each job as a process of this machine, its Slurm
 executor submits it to the cluster; at most ``jobs`` run at once. On CPU a job gets ``cores // jobs`` threads,
@@ -13,6 +15,7 @@ limit) leaves its ``last.pt``, and the next run resumes it to the same weights a
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from dataclasses import dataclass
@@ -21,9 +24,11 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .catalogue import ABLATION_NETS, ABLATIONS, ZOO, ZOO_BY_NAME
 from .data import data_root
-from .zoo import (ABLATION_NETS, ABLATIONS, ZOO, ZOO_BY_NAME, ablation_checkpoint, ablation_config, available,
-                  checkpoint_path, get_preset, sweep_per_class, train_ablation, train_config, train_images, train_zoo)
+from .presets import get_preset
+from .zoo import (ablation_checkpoint, ablation_config, available, checkpoint_path, sweep_per_class, train_ablation,
+                  train_ablations, train_config, train_images, train_zoo)
 
 __all__ = ["JobOptions", "Task", "zoo_tasks", "run_zoo", "train_task", "default_jobs"]
 
@@ -181,3 +186,34 @@ def run_zoo(preset="auto", root=None, options: JobOptions | None = None, only=No
             overall.update(1)
     overall.close()
     return pd.DataFrame(rows, columns=["network", "status", "seconds"])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="univenc zoo", description="Train what is missing of the zoo and of the sweep "
+                                 "of notebook 08: in this process, or as jobs (--jobs) on this machine or a Slurm "
+                                 "cluster.")
+    ap.add_argument("--preset", default="auto")
+    ap.add_argument("--only", nargs="*", help="zoo networks to train (default: all, and the sweep)")
+    ap.add_argument("--root")
+    ap.add_argument("--jobs", type=int, help="run the networks as jobs, at most JOBS at once")
+    ap.add_argument("--executor", choices=["local", "slurm"], default="local")
+    ap.add_argument("--threads", type=int, help="torch threads per job (default: cores // jobs)")
+    ap.add_argument("--partition", help="Slurm partition")
+    ap.add_argument("--time", type=int, default=240, help="time limit per job, minutes")
+    ap.add_argument("--gpus", type=int, default=0, help="GPUs per job (Slurm)")
+    ap.add_argument("--mem", type=float, help="memory per job, GB (Slurm)")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    if args.jobs is None and args.executor == "local":
+        print(train_zoo(args.preset, args.only, args.root).to_string())
+        if args.only is None:
+            print(train_ablations(args.preset, args.root).to_string())
+    else:
+        options = JobOptions(args.executor, args.jobs or 1, args.threads, args.partition, args.time, args.gpus,
+                             args.mem)
+        print(run_zoo(args.preset, args.root, options, args.only).to_string())
+    print(f"total wall time {time.perf_counter() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

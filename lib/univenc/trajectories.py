@@ -8,9 +8,6 @@ layer, and, for two runs at matching epochs, the normalised similarity S (eq. 6)
 """
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from torch import nn
@@ -18,60 +15,11 @@ from tqdm.auto import tqdm
 
 from .alignment import analysed_layers
 from .covariance import layer_spectrum
+from .models import load_checkpoint_model
 from .similarity import compare
 from .spatial import conv_weights, spatial_eigenvectors, spatial_similarity
-from .storage import load_checkpoint
 
-__all__ = ["checkpoint_epoch", "load_checkpoint_model", "zoo_checkpoints", "learning_trajectory"]
-
-
-def checkpoint_epoch(path, ckpt: dict | None = None) -> int:
-    """The epoch of a checkpoint: its ``epoch`` entry, else the number in an ``epoch_XXX`` file name."""
-    if ckpt is not None and isinstance(ckpt.get("epoch"), int):
-        return ckpt["epoch"]
-    match = re.search(r"epoch_(\d+)", Path(path).name)
-    if match is None:
-        raise ValueError(f"cannot tell the epoch of {path}: it has no 'epoch' entry and its name is not "
-                         f"epoch_XXX.pt; give a univenc checkpoint or name the files by epoch")
-    return int(match.group(1))
-
-
-def load_checkpoint_model(path, model: nn.Module | None = None) -> tuple[nn.Module, int]:
-    """(network in eval mode, epoch) from a checkpoint file.
-
-    A univenc checkpoint (from :func:`univenc.training.fit`) carries its architecture. A plain state dict, or
-    a dict with a ``state_dict`` entry, is loaded into ``model`` (a network of the right architecture; its
-    weights are replaced), with a strict key check."""
-    from .models import model_from_config
-
-    ckpt = load_checkpoint(path)
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds no state dict")
-    cfg = ckpt.get("config", {}).get("model") if isinstance(ckpt.get("config"), dict) else None
-    if cfg is not None:
-        net = model_from_config(cfg, state)
-    elif model is not None:
-        net = model
-    else:
-        raise ValueError(f"{path} is a plain state dict: pass model=<a network of its architecture> to load it")
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"{path} does not fit {type(net).__name__}: {err}") from err
-    return net.eval(), checkpoint_epoch(path, ckpt)
-
-
-def zoo_checkpoints(name: str, preset, root=None) -> list[Path]:
-    """The checkpoints of a zoo network in epoch order: ``epoch_XXX.pt`` files, then ``final.pt``."""
-    from .zoo import zoo_dir
-
-    folder = zoo_dir(preset, root) / name
-    paths = sorted(folder.glob("epoch_*.pt")) + [folder / "final.pt"]
-    if not paths[-1].exists():
-        raise FileNotFoundError(f"{paths[-1]} does not exist: train {name!r} first "
-                                f"(univenc.zoo.train_zoo(..., only=[{name!r}]))")
-    return paths
+__all__ = ["learning_trajectory"]
 
 
 def _load_run(paths, model) -> dict[int, nn.Module]:

@@ -1,0 +1,109 @@
+"""Presets: the scale of a run (width, data, epochs, probe images) as plain dataclasses, and their dry runs.
+
+``PRESETS`` holds ``smoke`` (CI), ``cpu`` (two cores) and ``paper`` (the paper's recipe, for a GPU). A dry run
+of a preset (:func:`dry_run`, name ``<preset>-steps<N>``) keeps its widths and data and stops every training
+after N optimiser steps, so that the whole path can be walked on any machine.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+
+__all__ = ["Preset", "PRESETS", "get_preset", "dry_run", "PresetError"]
+
+
+class PresetError(ValueError):
+    """A preset name that is not known; the message lists the valid ones."""
+
+
+@dataclass
+class Preset:
+    """Scale of a run. Plain data: print it, copy it, edit it (``dataclasses.replace``)."""
+    name: str
+    width: float                  # channel multiplier of VGG-11 (1.0: 64..512 channels)
+    epochs: int                   # epochs of the standard recipe (lr / 10 at 1/3 and 2/3)
+    lr: float                     # standard and random_fig34 recipes
+    fig1b_lr: float               # random-label recipe of Fig. 1b
+    per_class: int | None         # training images per class (None: all)
+    random_per_class: int | None  # same, for the random-label networks
+    max_train_images: int | None = None  # at most this many training images per network (None: no cap)
+    batch_size: int = 128
+    max_test_images: int | None = None
+    eval_every: int = 1           # epochs between test-set evaluations (the last epoch is always evaluated)
+    checkpoint_epochs: tuple = ()
+    analysis_images: int = 2000   # probe images for the alignment (CIFAR-10 test set)
+    n_draws: int = 5              # floor/ceiling draws of eq. 6
+    null_seeds: int = 5           # random-init networks for the nulls
+    fig1b_init: str = "default"   # init of the BN-free random-label network ("default" or "kaiming_relu")
+    # Reduced recipes of the random-label networks, {recipe: {per_class, and any TrainConfig field}}; a recipe not
+    # listed follows B.3 (2x / 4x the epochs, ``fig1b_lr`` / ``lr``, step schedule, ``random_per_class``).
+    random_label_recipes: dict = field(default_factory=dict)
+    ablation_per_class: int | None = None  # training images per class of the sweep (None: the zoo's)
+    precision: str = "fp32"       # "bf16": train under bfloat16 autocast (univenc.training; for a GPU)
+    max_steps: int | None = None  # stop every training after this many optimiser steps (a dry run; None: off)
+    notes: str = ""
+
+
+PRESETS = {
+    "paper": Preset("paper", width=1.0, epochs=90, lr=0.005, fig1b_lr=0.02, per_class=None,
+                    random_per_class=None, checkpoint_epochs=(1, 5, 10, 30, 60), analysis_images=10000,
+                    notes="The paper's widths, epochs and full datasets (B.3). For a GPU."),
+    "cpu": Preset("cpu", width=0.25, epochs=15, lr=0.02, fig1b_lr=0.002, per_class=1000, random_per_class=500,
+                  max_train_images=10000, checkpoint_epochs=(1, 2, 3, 5, 8, 11), eval_every=5, analysis_images=2000,
+                  fig1b_init="kaiming_relu", ablation_per_class=250,
+                  random_label_recipes={
+                      "random_fig1b": dict(per_class=200, epochs=60, lr=0.005, schedule="onecycle", eval_every=20),
+                      "random_fig34": dict(per_class=100, epochs=60, lr=0.02, schedule="onecycle", eval_every=20)},
+                  notes="Quarter width, at most 10,000 training images per network (1000 per class), 15 epochs, "
+                        "lr 0.02 (see README: at this budget lr 0.005 leaves the weights within 0.5x of their "
+                        "init). Random-label networks fit their labels with fewer images, more epochs and a "
+                        "one-cycle schedule; the BN-free one gets He init (docs/recipes.md). The sweep of "
+                        "notebook 08 trains on 250 images per class."),
+    "smoke": Preset("smoke", width=0.125, epochs=2, lr=0.02, fig1b_lr=0.002, per_class=40, random_per_class=40,
+                    max_train_images=400,
+                    max_test_images=500, checkpoint_epochs=(1,), analysis_images=256, n_draws=2, null_seeds=2,
+                    fig1b_init="kaiming_relu", ablation_per_class=20,
+                    random_label_recipes={
+                        "random_fig1b": dict(per_class=20, epochs=20, lr=0.005, schedule="onecycle", eval_every=10),
+                        "random_fig34": dict(per_class=20, epochs=20, lr=0.02, schedule="onecycle", eval_every=10)},
+                    notes="Everything end to end in a few minutes, for CI. Numbers are not meaningful."),
+}
+
+# A dry run measures accuracy on this many test and training images: after a few steps it means nothing, and
+# at full width the full sets would cost more than the steps.
+DRY_RUN_EVAL_IMAGES = 1000
+_DRY_RUN_NAME = re.compile(r"^(?P<base>[a-z]+)-steps(?P<steps>[0-9]+)$")
+
+
+def dry_run(preset, max_steps: int) -> Preset:
+    """``preset`` (a name or a :class:`Preset`) walked end to end in ``max_steps`` optimiser steps per network:
+    the same widths, data, networks and analysis, every training stopped after ``max_steps`` steps, accuracies
+    on ``DRY_RUN_EVAL_IMAGES`` images. Its name, ``<preset>-steps<N>``, keeps its checkpoints, results and
+    figures apart from the real preset's."""
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise PresetError(f"max_steps must be a whole number >= 1, got {max_steps!r}")
+    p = get_preset(preset)
+    if p.max_steps is not None:
+        raise PresetError(f"{p.name} is a dry run already")
+    return replace(p, name=f"{p.name}-steps{max_steps}", max_steps=max_steps, max_test_images=DRY_RUN_EVAL_IMAGES,
+                   notes=f"Dry run of {p.name}: every network stops after {max_steps} optimiser steps; "
+                         f"numbers mean nothing. {p.notes}")
+
+
+def get_preset(preset, max_steps: int | None = None) -> Preset:
+    """The :class:`Preset` of a name ("smoke", "cpu", "paper", "auto": paper with a CUDA GPU, cpu otherwise, or a
+    dry run's "<name>-steps<N>"), or ``preset`` itself when it is one; with ``max_steps``, its :func:`dry_run`."""
+    if max_steps is not None:
+        return dry_run(preset, max_steps)
+    if isinstance(preset, Preset):
+        return preset
+    if preset == "auto":
+        import torch
+        preset = "paper" if torch.cuda.is_available() else "cpu"
+    match = _DRY_RUN_NAME.match(str(preset))
+    if match and match["base"] in PRESETS:
+        return dry_run(match["base"], int(match["steps"]))
+    if preset not in PRESETS:
+        raise PresetError(f"unknown preset {preset!r}: expected one of {', '.join(sorted(PRESETS))}, 'auto', or a dry "
+                          f"run such as 'paper-steps20'")
+    return PRESETS[preset]
