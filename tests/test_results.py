@@ -81,3 +81,52 @@ def test_same_value_compares_cells_of_lists_with_nan():
     assert same_value(table, copy.deepcopy(table))
     assert not same_value(table, pd.DataFrame({"setting": ["a"], "S_by_layer": [[0.5, 0.6]]}))
     assert not same_value(table, table.set_axis([1]))  # another index
+
+
+WRITER = '''
+import sys
+from univenc.results import recorded
+
+@recorded
+def entry(i, preset, root=None, writer=0):
+    return {"writer": writer, "i": i, "payload": list(range(200))}
+
+writer, n, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    entry(i, "smoke", root, writer=writer)
+'''
+
+
+def test_concurrent_writers_lose_no_entry(tmp_path, monkeypatch):
+    """Several processes record different keys into one results file at the same time: every key is there after."""
+    import subprocess
+    import sys
+
+    from univenc.storage import load_checkpoint
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    (tmp_path / "writer.py").write_text(WRITER)
+    writers, n = 4, 30
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "writer.py"), str(w), str(n), str(tmp_path)],
+                              env=env, stderr=subprocess.PIPE, text=True) for w in range(writers)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    entries = load_checkpoint(results_file("smoke", tmp_path))["entries"]
+    expected = {f"entry(i={i}, writer={w})" for w in range(writers) for i in range(n)}
+    assert set(entries) == expected, f"{len(expected - set(entries))} of {len(expected)} entries lost"
+    assert all(v["writer"] == int(k.split("writer=")[1][:-1]) for k, v in entries.items())
+
+
+def test_record_without_flock_warns_and_still_writes(tmp_path, monkeypatch):
+    import univenc.results as R
+    from univenc.storage import LockUnavailable
+
+    @__import__("contextlib").contextmanager
+    def refused(path):
+        raise LockUnavailable(37, f"cannot lock {path}: No locks available")
+        yield
+    monkeypatch.setattr(R, "file_lock", refused)
+    path = tmp_path / "results.pt"
+    with pytest.warns(UserWarning, match="recording without a lock"):
+        R.record(path, "smoke", "k", 1.0)
+    assert R._read(path)["entries"] == {"k": 1.0}

@@ -6,7 +6,9 @@ and arguments; when a results file is given (``UNIVENC_RESULTS=path``, ``make fi
 value is read from that file and no checkpoint or dataset is touched. A GPU or cluster run sends back this
 file (a few MB), not gigabytes of weights, and ``make figures RESULTS=path`` rebuilds every figure and the
 claims report from it. Large float64 arrays (cosine matrices) are kept in float32, in both cases, so that
-figures made from the file and from the checkpoints are the same.
+figures made from the file and from the checkpoints are the same. Any number of processes may record into one
+file at once (a notebook in JupyterLab while ``make figures`` runs, jobs on a cluster's shared disk): each write
+re-reads and merges under a lock (:func:`record`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import functools
 import inspect
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +27,9 @@ import torch
 
 from .data import data_root
 from .presets import get_preset
-from .storage import load_checkpoint, save_torch
+from .storage import LockUnavailable, file_lock, load_checkpoint, save_torch
 
-__all__ = ["RESULTS_ENV", "recorded", "results_file", "results_source", "MissingResultError"]
+__all__ = ["RESULTS_ENV", "recorded", "record", "results_file", "results_source", "MissingResultError", "same_value"]
 
 RESULTS_ENV = "UNIVENC_RESULTS"
 _SKIPPED_ARGUMENTS = ("preset", "root", "progress", "batches")
@@ -103,8 +106,14 @@ def same_value(old, new) -> bool:
     return False
 
 
+def _stamp(path: Path) -> tuple:
+    """What changes whenever the file is replaced: every write renames a new file over it (a new inode)."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _read(path: Path) -> dict:
-    stamp = path.stat().st_mtime_ns
+    stamp = _stamp(path)
     if path not in _loaded or _loaded[path][0] != stamp:
         _loaded[path] = (stamp, load_checkpoint(path))
     return _loaded[path][1]
@@ -113,7 +122,40 @@ def _read(path: Path) -> dict:
 def _write(store: dict, path: Path):
     """Write the whole store atomically, and keep it as the file's in-memory copy (no re-read)."""
     save_torch(store, path)
-    _loaded[path] = (path.stat().st_mtime_ns, store)
+    _loaded[path] = (_stamp(path), store)
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+_warned_unlocked: set = set()
+
+
+def record(path: Path, preset_name: str, key: str, value):
+    """Store ``value`` under ``key`` in the results file ``path``, safe with any number of writers (processes,
+    notebooks, jobs on a cluster's shared disk): the file is re-read, merged and written under an exclusive lock
+    beside it (``results.pt.lock``), so that an entry another writer has just added is never lost. A value equal
+    to the recorded one is not written (no lock taken). Where the file system has no working ``flock``, a
+    warning says so and the write goes ahead unlocked: concurrent writers may then lose each other's entries."""
+    if path.exists() and same_value(_read(path)["entries"].get(key, _MISSING), value):
+        return
+    try:
+        with file_lock(_lock_path(path)):
+            _merge(path, preset_name, key, value)
+    except LockUnavailable as err:
+        if path not in _warned_unlocked:
+            _warned_unlocked.add(path)
+            warnings.warn(f"univenc.results: {err}; recording without a lock, so writers running at the same time "
+                          f"may lose each other's entries (run them one after another on this disk)")
+        _merge(path, preset_name, key, value)
+
+
+def _merge(path: Path, preset_name: str, key: str, value):
+    store = _read(path) if path.exists() else {"preset": preset_name, "entries": {}}
+    if not same_value(store["entries"].get(key, _MISSING), value):
+        store["entries"][key] = copy.deepcopy(value)  # the caller may change its value; the store must not
+        _write(store, path)
 
 
 def _key(fn, bound) -> str:
@@ -142,10 +184,6 @@ def recorded(fn):
                                          f"checkpoints are (make figures PRESET={preset.name}) to record it")
             return store["entries"][key]
         value = _compact(fn(*args, **kwargs))
-        path = results_file(preset, bound.arguments.get("root"))
-        store = _read(path) if path.exists() else {"preset": preset.name, "entries": {}}
-        if not same_value(store["entries"].get(key, _MISSING), value):
-            store["entries"][key] = copy.deepcopy(value)  # the caller may change its value; the store must not
-            _write(store, path)
+        record(results_file(preset, bound.arguments.get("root")), preset.name, key, value)
         return value
     return wrapper

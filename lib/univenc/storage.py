@@ -67,6 +67,28 @@ def git_commit() -> str:
         return "unknown"
 
 
+class LockUnavailable(OSError):
+    """The file system refuses ``flock`` (some network file systems): nothing can be locked there."""
+
+
+@contextlib.contextmanager
+def file_lock(path):
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block, waiting for other holders.
+    The OS releases it when its holder dies, even by kill -9. Raises :class:`LockUnavailable` where the file
+    system has no working ``flock``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError as err:  # ENOLCK, EOPNOTSUPP, ...: a file system without flock
+            raise LockUnavailable(err.errno, f"cannot lock {path}: {err.strerror}") from err
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def exclusive_lock(folder):
     """Hold ``folder/.lock`` (an exclusive, non-blocking flock) for the block; yields False when another process
