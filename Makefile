@@ -1,12 +1,14 @@
 # univenc: `make reproduce` regenerates every figure, `make test` runs the test suite.
 # PRESET=smoke|cpu|paper (default: paper with a CUDA GPU, cpu otherwise); JOBS=N networks trained at once;
 # make figures RESULTS=data/results/<preset>/results.pt rebuilds every figure and the claims from that file alone.
+# make reproduce PRESET=paper MAX_STEPS=20: a dry run, every network 20 optimiser steps, then every notebook.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PRESET ?= auto
 JOBS ?=
 RESULTS ?=
+MAX_STEPS ?=
 
 .PHONY: env reproduce figures test lab data clean-runs
 
@@ -20,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 env: $(VENV)/.installed
 
 reproduce: env
-	$(PY) -m univenc.reproduce --preset $(PRESET) $(if $(JOBS),--jobs $(JOBS))
+	@$(PY) -m univenc.reproduce --preset $(PRESET) $(if $(JOBS),--jobs $(JOBS)) $(if $(MAX_STEPS),--max-steps $(MAX_STEPS))
 
 figures: env
 	$(PY) -m univenc.reproduce --preset $(PRESET) --analysis-only $(if $(RESULTS),--results $(RESULTS))

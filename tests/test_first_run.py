@@ -6,6 +6,9 @@ import sys
 import time
 
 import matplotlib
+import pytest
+
+from conftest import needs
 
 matplotlib.use("Agg")
 
@@ -49,3 +52,52 @@ def test_ensure_datasets_skips_a_missing_optional_dataset(tmp_path, monkeypatch)
 def test_plots_of_an_empty_selection_say_so():
     for fig in (plot_image_grid({}), plot_spatial_grid({})):
         assert "nothing to show" in " ".join(t.get_text() for t in fig.texts)
+
+
+def _reproduce(args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "univenc.reproduce", *args], env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _data_root_with_a_corrupt_cifar_batch(tmp_path):
+    """A data root linked to the real datasets, with two bytes of CIFAR-10's data_batch_1 changed."""
+    real, root = D.data_root(), tmp_path / "data"
+    root.mkdir()
+    for entry in real.iterdir():
+        if entry.name not in ("cifar-10-batches-py", "zoo", "results", "jobs"):
+            (root / entry.name).symlink_to(entry)
+    (root / "cifar-10-batches-py").mkdir()
+    for f in (real / "cifar-10-batches-py").iterdir():
+        (root / "cifar-10-batches-py" / f.name).symlink_to(f)
+    batch = root / "cifar-10-batches-py" / "data_batch_1"
+    data = bytearray(batch.read_bytes())
+    data[5000] ^= 0xFF
+    data[90000] ^= 0x01
+    batch.unlink()
+    batch.write_bytes(bytes(data))
+    return root, batch
+
+
+@needs("cifar10")
+def test_a_corrupt_cifar_batch_stops_the_reproduction_before_any_training(tmp_path):
+    root, batch = _data_root_with_a_corrupt_cifar_batch(tmp_path)
+    out = _reproduce(["--preset", "smoke", "--data-root", str(root), "--out-dir", str(tmp_path / "runs")])
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "stopped before any training" in out.stderr and f"{batch} (cifar10)" in out.stderr
+    assert "delete each file listed" in out.stderr and out.stderr.count(str(batch)) == 1
+    assert not (root / "zoo").exists() and not list((tmp_path / "runs").glob("*.ipynb"))
+    with pytest.raises(D.CorruptDatasetError, match="data_batch_1"):  # loading it names it too, not "missing"
+        D.load_dataset("cifar10", train=True, root=root, download=False)
+
+
+def test_bad_arguments_get_one_line_and_no_traceback(tmp_path):
+    for args, message in [(["--preset", "foo"], "unknown preset 'foo'"),
+                          (["--preset", "smoke", "--only", "02_nothing"], "no notebook named 02_nothing"),
+                          (["--preset", "smoke", "--jobs", "0"], "jobs must be"),
+                          (["--preset", "smoke", "--max-steps", "0"], "max_steps must be"),
+                          (["--preset", "smoke", "--results", str(tmp_path / "none.pt")], "no results file")]:
+        out = _reproduce(args + ["--out-dir", str(tmp_path / "runs")])
+        assert out.returncode == 2, args
+        assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+        assert message in out.stderr, (args, out.stderr)

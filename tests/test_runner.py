@@ -1,10 +1,13 @@
-"""The zoo as jobs (submitit's local executor): real processes, a job killed with kill -9 mid-run and resumed
-to the weights of an uninterrupted run, and the per-network lock."""
+"""The zoo as jobs (submitit's local executor): real processes sharing one list of networks, a job killed with
+kill -9 mid-run and resumed to the weights of an uninterrupted run, a failing network named, the per-network lock."""
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +16,7 @@ from conftest import needs
 from univenc import zoo as Z
 from univenc.presets import PRESETS
 from univenc.data import data_root
-from univenc.runner import JobOptions, Task, run_zoo, zoo_tasks
+from univenc.runner import JobOptions, Task, estimated_seconds, longest_first, run_zoo, zoo_tasks
 from univenc.storage import exclusive_lock, load_checkpoint
 
 PRESET = dataclasses.replace(PRESETS["smoke"], epochs=12, checkpoint_epochs=(), eval_every=12)
@@ -40,10 +43,16 @@ def _wait_for(condition, timeout=120):
 def test_a_job_killed_mid_run_is_resumed_to_the_uninterrupted_weights(tmp_path):
     ref_root, root = _root(tmp_path, "uninterrupted"), _root(tmp_path, "killed")
     ref = run_zoo(PRESET, ref_root, OPTIONS, only=NETS, progress=False)
-    assert ref.status.tolist() == ["trained", "trained"]
+    assert sorted(ref.status) == ["trained", "trained"]
+    pids = {int((Z.checkpoint_path(n, PRESET, ref_root).parent / ".lock").read_text()) for n in NETS}
+    assert len(pids) == 2 and os.getpid() not in pids  # two jobs shared the list, each in a process of its own
 
-    folder = Z.checkpoint_path("fac_cifar10", PRESET, root).parent
-    runner = threading.Thread(target=run_zoo, args=(PRESET, root, OPTIONS, NETS), kwargs=dict(progress=False))
+    # one job trains both networks one after the other; it is killed during the first (the longest)
+    first, second = [t.name for t in longest_first([Task(n) for n in NETS], PRESET)]
+    folder = Z.checkpoint_path(first, PRESET, root).parent
+    killed = {}
+    runner = threading.Thread(target=lambda: killed.update(table=run_zoo(
+        PRESET, root, JobOptions(jobs=1, threads=1), NETS, progress=False, check=False)))
     runner.start()
     _wait_for(lambda: (folder / "log.csv").exists() and (folder / ".lock").read_text().strip())
     pid = int((folder / ".lock").read_text())
@@ -52,15 +61,48 @@ def test_a_job_killed_mid_run_is_resumed_to_the_uninterrupted_weights(tmp_path):
     runner.join()
     assert not (folder / "final.pt").exists()
     assert 1 <= load_checkpoint(folder / "last.pt")["epoch"] < PRESET.epochs  # killed mid-run
+    status = dict(zip(killed["table"].network, killed["table"].status))
+    assert status[first].startswith("failed: its job died") and status[second].startswith("failed: not trained")
 
     again = run_zoo(PRESET, root, OPTIONS, only=NETS, progress=False)
-    assert again.status.tolist() == ["trained"]  # only the killed network was left to train
+    assert sorted(again.status) == ["trained", "trained"]
     for name in NETS:
         a = load_checkpoint(Z.checkpoint_path(name, PRESET, ref_root))
         b = load_checkpoint(Z.checkpoint_path(name, PRESET, root))
         assert [r["epoch"] for r in b["log"]] == list(range(1, PRESET.epochs + 1))
         for k, v in a["state_dict"].items():
             assert torch.equal(v, b["state_dict"][k]), (name, k)
+
+
+@needs("cifar10")
+def test_a_network_that_fails_fails_the_zoo_step_and_is_named(tmp_path):
+    """Real processes: one network's resume point is corrupt; the other trains, and the step fails naming it."""
+    root = _root(tmp_path, "root")
+    broken = Z.checkpoint_path("fac_cifar10", "smoke", root).parent
+    broken.mkdir(parents=True)
+    (broken / "last.pt").write_bytes(b"not a checkpoint")
+    out = subprocess.run([sys.executable, "-m", "univenc.runner", "--preset", "smoke", "--root", str(root),
+                          "--only", "vgg_k3_cifar10", "fac_cifar10", "--jobs", "2", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr
+    message = out.stderr.split("univenc zoo: ", 1)[1]
+    assert "1 of 2 networks failed to train" in message and "Traceback" not in message
+    assert "fac_cifar10: ValueError: Checkpoint" in message and "is corrupt" in message and "log: " in message
+    log = message.split("log: ", 1)[1].split(")")[0]
+    assert "Traceback" in Path(log).read_text()  # the job's log holds the whole story
+    assert Z.checkpoint_path("vgg_k3_cifar10", "smoke", root).exists()  # the other network trained
+
+
+def test_the_networks_are_ordered_longest_first_from_measured_seconds():
+    import pandas as pd
+    measured = pd.DataFrame(dict(name=["fac_cifar10", "vgg_k3_cifar10"], arch=["factorized", "vgg"],
+                                 train_images=[10000, 10000], epochs=[15, 15], seconds=[300.0, 150.0]))
+    tasks = [Task("vgg_k3_cifar10"), Task("fac_cifar10_bis"), Task("resnet18_cifar10"), Task("vgg_k7_cifar10")]
+    est = dict(zip([t.name for t in tasks], estimated_seconds(tasks, "cpu", measured)))
+    assert est["fac_cifar10_bis"] == pytest.approx(300.0)  # by architecture
+    assert est["vgg_k3_cifar10"] == pytest.approx(150.0)  # by name
+    assert est["resnet18_cifar10"] == pytest.approx(225.0)  # the median rate
+    assert [t.name for t in longest_first(tasks, "cpu", measured)][0] == "fac_cifar10_bis"
 
 
 @needs("cifar10")

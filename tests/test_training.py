@@ -175,3 +175,22 @@ def test_bf16_autocast_trains_float32_weights_near_float32_training(factorized):
 def test_adamw_trains():
     out = train(tiny_model(), tiny_data(), replace(CFG, optimizer="adamw", lr=1e-3, augment=False), progress=False)
     assert out["log"][-1]["loss"] < out["log"][0]["loss"]
+
+
+def test_max_steps_ends_the_training_within_an_epoch(tmp_path):
+    """A dry run: 64 images in batches of 16 are 4 steps an epoch; 6 steps end in the second epoch, evaluated."""
+    data = tiny_data()
+    cfg = replace(CFG, max_steps=6, train_eval_images=8)
+    model = tiny_model()
+    final = train(model, data, cfg, tmp_path, progress=False)
+    assert [r["steps"] for r in final["log"]] == [4, 6] and final["epoch"] == 2
+    assert final["log"][-1]["test_acc"] == final["log"][-1]["test_acc"]  # the last epoch is evaluated (not NaN)
+    assert load_checkpoint(tmp_path / "final.pt")["epoch"] == 2
+    model.eval()  # the fit is measured on the first 8 training images only
+    with torch.no_grad():
+        pred = model(to_float(data.train_images[:8])).argmax(1)
+    assert final["train_eval_acc"] == pytest.approx((pred == data.train_labels[:8]).float().mean().item())
+    again = train(tiny_model(), data, cfg, tmp_path, progress=False)  # resumed after its last step: no more steps
+    assert [r["steps"] for r in again["log"]] == [4, 6]
+    for k, v in final["state_dict"].items():
+        torch.testing.assert_close(again["state_dict"][k], v, rtol=0, atol=0)

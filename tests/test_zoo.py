@@ -175,3 +175,19 @@ def test_zoo_table_is_read_from_the_checkpoints(tmp_path):
     assert list(pd.read_csv(tmp_path / "zoo.csv").columns) == [
         "preset", "name", "arch", "task", "labels", "train_images", "epochs", "lr", "schedule", "train_acc",
         "test_acc", "seconds"]
+
+
+def test_a_dry_run_keeps_the_preset_and_stops_after_its_steps():
+    from univenc.presets import PresetError, dry_run
+    dry = get_preset("paper", max_steps=20)
+    assert dry.name == "paper-steps20" and get_preset("paper-steps20") == dry == dry_run("paper", 20)
+    assert (dry.width, dry.per_class, dry.analysis_images) == (1.0, None, PRESETS["paper"].analysis_images)
+    cfg = Z.train_config(C.ZOO_BY_NAME["fac_cifar10"], dry)
+    assert cfg.max_steps == 20 and cfg.train_eval_images == dry.max_test_images
+    assert Z.train_config(C.ZOO_BY_NAME["fac_cifar10"], "paper").max_steps is None
+    assert Z.checkpoint_path("fac_cifar10", dry) != Z.checkpoint_path("fac_cifar10", "paper")
+    for bad in ("paper-steps0", "papers", "foo-steps3"):
+        with pytest.raises(PresetError, match="unknown preset|max_steps"):
+            get_preset(bad)
+    with pytest.raises(PresetError, match="a dry run already"):
+        dry_run(dry, 3)

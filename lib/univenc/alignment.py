@@ -142,7 +142,7 @@ def accumulate_pair_statistics(nets: dict, layer_pairs: dict, batches, full: boo
             for net in used.values():
                 net(x.to(next(net.parameters()).device))
             seen += 1
-            squares = {key: float((p * p).sum()) for key, p in captured.items()}
+            squares = {key: float(p.square().sum(dtype=torch.float64)) for key, p in captured.items()}
             for pair, layers in layer_pairs.items():
                 for i, ((na, ma), (nb, mb)) in enumerate(layers):
                     pa = captured[id(ma)]

@@ -11,6 +11,7 @@ Data root: explicit ``root`` argument, else the ``UNIVENC_DATA`` environment var
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pickle
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "DatasetNotFoundError", "MissingDatasetsError", "data_root", "load_dataset", "ensure_datasets",
+    "DatasetNotFoundError", "MissingDatasetsError", "CorruptDatasetError", "checksums", "corrupt_files", "data_root", "load_dataset", "ensure_datasets",
     "REQUIRED_DATASETS", "OPTIONAL_DATASETS", "Task", "load_task", "TaskData",
     "random_labels", "limit_per_class", "select_classes", "cifar100_halves",
     "load_downsampled_imagenet", "image_folder", "DATASETS",
@@ -63,6 +64,10 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not in the data root and could not be downloaded."""
 
 
+class CorruptDatasetError(ValueError):
+    """Files of a dataset are in the data root but their checksums are wrong; the message names each file."""
+
+
 class MissingDatasetsError(DatasetNotFoundError):
     """Required datasets are missing and could not be downloaded; the message lists every one."""
 
@@ -80,6 +85,56 @@ def is_available(name: str, root=None) -> bool:
     """True when every file of dataset ``name`` is in the data root (no download attempted)."""
     root = data_root(root)
     return all((root / f).exists() for f in EXPECTED_FILES[name])
+
+
+def checksums(name: str) -> dict[str, tuple[str, str]]:
+    """{file under the data root: (hash algorithm, hex digest)} of dataset ``name``, as each dataset's own source
+    publishes them: torchvision's md5 of the CIFAR and MNIST files, the ``medmnist`` package's md5 of its npz files,
+    and the SHA-256 of every FSDD v1.0.10 recording (shipped with univenc, from FSDD's ``SHA256SUMS``)."""
+    if name in ("cifar10", "cifar100"):
+        from torchvision import datasets
+        cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+        files = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
+        return {f"{cls.base_folder}/{f}": ("md5", md5) for f, md5 in files}
+    if name == "mnist":
+        from torchvision import datasets
+        return {f"MNIST/raw/{f}": ("md5", md5) for f, md5 in datasets.MNIST.resources}
+    if name in MEDMNIST:
+        import medmnist
+        return {f"medmnist/{name}.npz": ("md5", medmnist.INFO[name]["MD5"])}
+    if name == "fsdd":
+        import gzip
+        lines = gzip.decompress((Path(__file__).parent / "resources" / FSDD_SHA256SUMS).read_bytes()).decode()
+        return {f: ("sha256", digest) for digest, f in (line.split() for line in lines.splitlines())}
+    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+
+
+FSDD_SHA256SUMS = "fsdd_v1.0.10.sha256.gz"
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    import hashlib
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def corrupt_files(name: str, root=None) -> list[str]:
+    """The files of dataset ``name`` that are in the data root but whose checksum (:func:`checksums`) is wrong."""
+    root = data_root(root)
+    return [f for f, (algo, digest) in checksums(name).items()
+            if (root / f).exists() and _digest(root / f, algo) != digest]
+
+
+def _corrupt(root: Path, bad: dict) -> CorruptDatasetError:
+    """One error for {dataset: [corrupt files]}: each file, and what to do about it."""
+    lines = [f"Corrupt files in the data root {root} (their checksums differ from the published ones):"]
+    lines += [f"  - {root / f} ({name})" for name, files in bad.items() for f in files]
+    lines.append("Remedies: delete each file listed, so that the dataset's own download replaces it on the next run "
+                 "(needs the internet), or copy a good copy of it there.")
+    return CorruptDatasetError("\n".join(lines))
 
 
 def _missing_files(name: str, root: Path) -> list[str]:
@@ -136,12 +191,21 @@ def _read(name: str, train: bool, root: Path):
     return images, torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
 
 
+@functools.lru_cache(maxsize=4)
+def _read_cached(name: str, train: bool, root: Path):
+    """:func:`_read`, kept for the next call in this process (a job trains many networks on the same data)."""
+    return _read(name, train, root)
+
+
 def _load(name: str, train: bool, root: Path, download: bool):
     if not download and not is_available(name, root):
         raise _not_found(name, root, None)
     try:
-        return _read(name, train, root)
+        images, labels = _read_cached(name, train, root)
+        return images.clone(), labels.clone()  # the cached tensors stay as read, whatever the caller does
     except Exception as err:  # offline, corrupt or partial files: one clear error, not the library's
+        if is_available(name, root) and (bad := corrupt_files(name, root)):
+            raise _corrupt(root, {name: bad}) from err
         raise _not_found(name, root, err) from err
 
 
@@ -169,16 +233,21 @@ def load_dataset(name: str, train: bool = True, root=None, download: bool = True
 
 def ensure_datasets(required=REQUIRED_DATASETS, optional=OPTIONAL_DATASETS, root=None,
                     download: bool = True) -> dict[str, str]:
-    """Make sure every dataset is in the data root before any training: download what is missing with each
-    dataset's own download, and stop with one error that lists every missing required dataset.
+    """Make sure every dataset is in the data root, whole, before any training: verify the checksums of the files
+    present (:func:`checksums`), download what is missing with each dataset's own download, and stop with one
+    error that lists every problem.
 
-    Returns {name: "present" | "downloaded" | "skipped (optional): ..."}. Raises :class:`MissingDatasetsError`
-    naming each missing required dataset and its files, the optional ones skipped, and both remedies."""
+    Returns {name: "present" | "downloaded" | "skipped (optional): ..."}. Raises :class:`CorruptDatasetError`
+    naming every file whose checksum is wrong (required or optional dataset) and the remedies, else
+    :class:`MissingDatasetsError` naming each missing required dataset and its files, the optional ones skipped,
+    and both remedies."""
     root = data_root(root)
-    status, failed = {}, {}
+    status, failed, corrupt = {}, {}, {}
     for name in (*required, *optional):
         if is_available(name, root):
             status[name] = "present"
+            if bad := corrupt_files(name, root):
+                corrupt[name] = bad
             continue
         try:
             for train in (True, False):
@@ -187,6 +256,8 @@ def ensure_datasets(required=REQUIRED_DATASETS, optional=OPTIONAL_DATASETS, root
         except DatasetNotFoundError as err:
             failed[name] = err.__cause__
             status[name] = "missing" if name in required else "skipped (optional): not in the data root"
+    if corrupt:
+        raise _corrupt(root, corrupt)
     missing = [n for n in required if n in failed]
     if missing:
         lines = [f"Required datasets are missing from the data root {root} and could not be downloaded:"]
@@ -397,7 +468,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         status = ensure_datasets(root=args.root, download=args.download)
-    except MissingDatasetsError as err:
+    except (MissingDatasetsError, CorruptDatasetError) as err:
         raise SystemExit(f"[univenc] {err}") from None
     for name, state in status.items():
         print(f"{name}: {state} ({data_root(args.root)})")

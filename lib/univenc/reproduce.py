@@ -1,9 +1,12 @@
 """Run the numbered notebooks headless with papermill: ``python -m univenc.reproduce --preset cpu``.
 
-Executed copies go to ``runs/<preset>/`` (git-ignored). On a failure the runner names the notebook and the
+Executed copies go to ``runs/<preset>/`` (git-ignored), with ``timings.csv``: each notebook's seconds and the peak
+memory of its processes (the kernel and the jobs it starts). On a failure the runner names the notebook and the
 failing cell, keeps the partial output notebook, and exits non-zero. ``--analysis-only`` trains nothing (notebook
 01 only redraws the training curves and the zoo table); with ``--results FILE`` it reads everything from a
-results file (:mod:`univenc.results`) and needs no checkpoint and no dataset.
+results file (:mod:`univenc.results`) and needs no checkpoint and no dataset. ``--max-steps N`` is a dry run of the
+preset (:func:`univenc.presets.dry_run`): every network N optimiser steps, then every notebook; its figures go to
+``runs/<preset>-steps<N>/figures``, never over the committed ones. A bad argument gets one line and exit status 2.
 """
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from .data import REPO_ROOT, MissingDatasetsError, ensure_datasets
+from .data import REPO_ROOT, CorruptDatasetError, MissingDatasetsError, ensure_datasets
+from .presets import PresetError, get_preset
 from .results import RESULTS_ENV
-from .presets import get_preset
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 DATA_NOTEBOOK, TRAINING_NOTEBOOK = "00_data", "01_train_zoo"
@@ -55,12 +58,58 @@ def _reading_results(results):
             os.environ[RESULTS_ENV] = before
 
 
-def _execute(nbs, p, params, out_dir, analysis_only, only, jobs):
+class ReproduceError(ValueError):
+    """A bad argument to the reproduction; the message says which and what is allowed."""
+
+
+def _kernel_manager():
+    """The kernels talk to papermill over local sockets (IPC) where the OS has them: over TCP, ipykernel warns
+    under every notebook's line that its traffic is not encrypted."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+    return IPCKernelManager if os.name == "posix" else AsyncKernelManager
+
+
+class PeakMemory:
+    """The peak, over the block, of the summed resident memory of this process's descendants (the notebook's
+    kernel and the jobs it starts), sampled every ``every`` seconds in a thread. ``peak_gb`` after the block."""
+
+    def __init__(self, every: float = 0.5):
+        self.every, self.peak_gb = every, 0.0
+
+    def _sample(self):
+        import psutil
+        me = psutil.Process()
+        while not self._stop.wait(self.every):
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:  # it ended between the listing and the reading
+                    pass
+            self.peak_gb = max(self.peak_gb, total / 2 ** 30)
+
+    def __enter__(self):
+        import threading
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _execute(nbs, p, params, out_dir, analysis_only, jobs) -> list[dict]:
     import papermill as pm
 
+    timings = []
     for nb in nbs:
-        if only and nb.stem not in only:
-            continue
         out = out_dir / nb.name
         t0 = time.perf_counter()
         print(f"[reproduce] {nb.name} (preset {p}) ...", flush=True)
@@ -68,31 +117,55 @@ def _execute(nbs, p, params, out_dir, analysis_only, only, jobs):
         if nb.stem == TRAINING_NOTEBOOK:
             nb_params = {**params, "train": not analysis_only, **({"jobs": jobs} if jobs else {})}
         try:
-            pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(NOTEBOOKS_DIR), progress_bar=False,
-                                kernel_name="python3")
+            with PeakMemory() as memory:
+                pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(NOTEBOOKS_DIR),
+                                    progress_bar=False, kernel_name="python3", kernel_manager_class=_kernel_manager())
         except pm.PapermillExecutionError as err:
             print(f"[reproduce] FAILED in {nb.name}, {_failing_cell(out)}\n"
                   f"[reproduce] partial output kept at {out}", file=sys.stderr)
             raise SystemExit(1) from err
-        print(f"[reproduce] {nb.name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+        seconds = time.perf_counter() - t0
+        timings.append(dict(notebook=nb.stem, seconds=round(seconds, 1), peak_memory_gb=round(memory.peak_gb, 2)))
+        print(f"[reproduce] {nb.name} done in {seconds:.0f}s (peak memory {memory.peak_gb:.1f} GB)", flush=True)
+    return timings
+
+
+def _selected(analysis_only: bool, only) -> list[Path]:
+    nbs = notebooks(analysis_only)
+    if only:
+        unknown = sorted(set(only) - {nb.stem for nb in notebooks()})
+        if unknown:
+            raise ReproduceError(f"no notebook named {', '.join(unknown)}; the notebooks are "
+                                 f"{', '.join(nb.stem for nb in notebooks())}")
+        nbs = [nb for nb in nbs if nb.stem in only]
+    return nbs
 
 
 def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, analysis_only: bool = False,
-        only=None, jobs: int | None = None, results=None) -> float:
+        only=None, jobs: int | None = None, results=None, max_steps: int | None = None) -> float:
     """Execute the notebooks in order; returns the total wall time. Raises SystemExit(1) on a failure.
 
-    Before any notebook (unless ``analysis_only``), every dataset is fetched into the data root; a required one
-    that cannot be had stops the run with :class:`univenc.data.MissingDatasetsError` before any training. With
-    ``results`` (a results file) nothing is trained and every notebook reads from that file."""
-    p = get_preset(preset).name
+    Before any notebook (unless ``analysis_only``), every dataset is verified and fetched into the data root; a
+    corrupt file, or a required dataset that cannot be had, stops the run before any training
+    (:class:`univenc.data.CorruptDatasetError`, :class:`univenc.data.MissingDatasetsError`). With ``results`` (a
+    results file) nothing is trained and every notebook reads from that file. ``max_steps``: a dry run of the
+    preset (:func:`univenc.presets.dry_run`). Bad arguments raise :class:`ReproduceError` or
+    :class:`univenc.presets.PresetError` before anything runs."""
+    p = get_preset(preset, max_steps).name
+    if jobs is not None and jobs < 1:
+        raise ReproduceError(f"jobs must be a whole number >= 1, got {jobs}")
     if results is not None and not Path(results).is_file():
-        raise FileNotFoundError(f"no results file at {results}")
+        raise ReproduceError(f"no results file at {results}: give the path of a results.pt "
+                             f"(data/results/<preset>/results.pt)")
     analysis_only = analysis_only or results is not None
+    nbs = _selected(analysis_only, only)
     if not analysis_only:
         status = ensure_datasets(root=data_root)
         print("[reproduce] data: " + ", ".join(f"{n} {s}" for n, s in status.items()), flush=True)
     out_dir = Path(out_dir or REPO_ROOT / "runs" / p)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if figures_dir is None and max_steps is not None:  # a dry run never writes over the committed figures
+        figures_dir = out_dir / "figures"
     params = {"preset": p}
     if data_root is not None:
         params["data_root"] = str(data_root)
@@ -100,10 +173,19 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
         params["figures_dir"] = str(figures_dir)
     total = time.perf_counter()
     with _reading_results(results):
-        _execute(notebooks(analysis_only), p, params, out_dir, analysis_only, only, jobs)
+        timings = _execute(nbs, p, params, out_dir, analysis_only, jobs)
     total = time.perf_counter() - total
-    print(f"[reproduce] all notebooks done in {total:.0f}s; figures in {figures_dir or REPO_ROOT / 'figures'}")
+    _write_timings(timings, out_dir / "timings.csv")
+    print(f"[reproduce] all notebooks done in {total:.0f}s; figures in {figures_dir or REPO_ROOT / 'figures'}; "
+          f"times and peak memory in {out_dir / 'timings.csv'}")
     return total
+
+
+def _write_timings(timings: list[dict], path: Path):
+    import pandas as pd
+
+    from .storage import atomic_write
+    atomic_write(path, lambda tmp: pd.DataFrame(timings).to_csv(tmp, index=False))
 
 
 def main(argv=None):
@@ -117,12 +199,17 @@ def main(argv=None):
                     "from it alone, without checkpoints")
     ap.add_argument("--only", nargs="*", help="notebook stems to run, e.g. 02_spatial_eigenvectors")
     ap.add_argument("--jobs", type=int, help="networks trained at once (default: univenc.runner.default_jobs())")
+    ap.add_argument("--max-steps", type=int, help="a dry run: every network of the preset N optimiser steps, then "
+                    "every notebook (figures in runs/<preset>-steps<N>/figures)")
     args = ap.parse_args(argv)
     try:
         run(args.preset, args.data_root, args.figures_dir, args.out_dir, args.analysis_only, args.only, args.jobs,
-            args.results)
-    except MissingDatasetsError as err:  # one message, no traceback: it says what to do
+            args.results, args.max_steps)
+    except (MissingDatasetsError, CorruptDatasetError) as err:  # one message, no traceback: it says what to do
         print(f"[reproduce] stopped before any training.\n{err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (PresetError, ReproduceError) as err:
+        print(f"[reproduce] error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .catalogue import ABLATION_NETS, ABLATIONS, ZOO, ZOO_BY_NAME
-from .data import data_root
+from .data import REPO_ROOT, data_root
 from .presets import get_preset
 from .zoo import (ablation_checkpoint, ablation_config, available, checkpoint_path, sweep_per_class, train_ablation,
                   train_ablations, train_config, train_images, train_zoo)
 
-__all__ = ["JobOptions", "Task", "zoo_tasks", "run_zoo", "train_task", "default_jobs"]
+__all__ = ["JobOptions", "Task", "zoo_tasks", "run_zoo", "train_task", "train_tasks", "default_jobs",
+           "ZooJobsFailed", "longest_first", "estimated_seconds"]
 
 
 @dataclass
@@ -116,7 +118,8 @@ def zoo_tasks(preset, root=None, only=None, ablations: bool = True, missing_only
 
 
 def train_task(task: Task, preset, root=None, threads: int | None = None) -> dict:
-    """What one job runs: train ``task`` (under its network's lock) with ``threads`` torch threads."""
+    """Train ``task`` in this process (under its network's lock) with ``threads`` torch threads. Returns
+    {network, status, seconds}: status "trained", "exists", "skipped: ..." (another runner holds its lock)."""
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -125,6 +128,75 @@ def train_task(task: Task, preset, root=None, threads: int | None = None) -> dic
     else:
         out = train_ablation(_ablation(task.setting), task.role, preset, root, progress=False)
     return {"network": task.label, "status": out["status"], "seconds": round(out.get("seconds", 0.0), 1)}
+
+
+def train_tasks(tasks: list[Task], preset, root=None, threads: int | None = None, status_file=None) -> list[dict]:
+    """What one job runs: go through ``tasks`` in order and train each one that is neither trained nor held by
+    another runner, one after another in this process, so that the job pays its start-up (Python, torch, the
+    datasets) once. Several such jobs given the same list share it out between them through the networks' locks.
+    A network whose training raises is reported "failed: ..." (its traceback goes to the job's log) and the job
+    goes on with the next. ``status_file``: where the job writes the label of the network it trains (progress)."""
+    import traceback
+
+    from .storage import atomic_write
+    p = get_preset(preset)
+    rows = []
+    for task in tasks:
+        if task.checkpoint(p, root).exists():
+            continue
+        if status_file is not None:
+            atomic_write(status_file, lambda tmp: Path(tmp).write_text(task.label))
+        try:
+            rows.append(train_task(task, p, root, threads))
+        except Exception as err:  # this network failed; its last.pt (if any) stays for the next run
+            traceback.print_exc()
+            rows.append({"network": task.label, "status": f"failed: {_last_line(err)}"})
+    return rows
+
+
+def _last_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[-1][:300] if text else ''}"
+
+
+class ZooJobsFailed(RuntimeError):
+    """Networks of the zoo failed to train. The message names each one, its last error line and its job's log;
+    ``table`` is the run's status table."""
+
+    def __init__(self, table: pd.DataFrame):
+        failed = table[table.status.str.startswith("failed")]
+        lines = [f"{len(failed)} of {len(table)} networks failed to train:"]
+        lines += [f"  - {r.network}: {r.status[len('failed: '):]} (log: {r.log})" for r in failed.itertuples()]
+        lines.append("The trained networks are kept. Fix the cause and rerun: every failed network resumes from its "
+                     "last checkpoint.")
+        super().__init__("\n".join(lines))
+        self.table = table
+
+
+def estimated_seconds(tasks: list[Task], preset, measured: pd.DataFrame | None = None) -> list[float]:
+    """Each task's training time, estimated from measured seconds per training image (``zoo.csv``: by network name,
+    else by architecture, else the median) times the images it sees (:meth:`Task.images`). Without a measured
+    table, the images alone."""
+    p = get_preset(preset)
+    if measured is None or measured.empty:
+        return [float(t.images(p)) for t in tasks]
+    rate = measured.seconds / (measured.train_images * measured.epochs)
+    by_name, by_arch = dict(zip(measured.name, rate)), rate.groupby(measured.arch).median()
+    default = float(rate.median())
+    return [t.images(p) * by_name.get(t.name, by_arch.get(ZOO_BY_NAME[t.name].arch, default)) for t in tasks]
+
+
+MEASURED_TABLE = REPO_ROOT / "figures" / "zoo.csv"
+
+
+def longest_first(tasks: list[Task], preset, measured=None) -> list[Task]:
+    """``tasks`` ordered by :func:`estimated_seconds`, longest first (default table: the committed
+    ``figures/zoo.csv``), so that the jobs that share them end at about the same time."""
+    if measured is None and MEASURED_TABLE.exists():
+        measured = pd.read_csv(MEASURED_TABLE)
+    seconds = estimated_seconds(tasks, preset, measured)
+    order = sorted(range(len(tasks)), key=lambda i: (-seconds[i], i))
+    return [tasks[i] for i in order]
 
 
 def _executor(options: JobOptions, p, root):
@@ -138,7 +210,7 @@ def _executor(options: JobOptions, p, root):
         if options.mem_gb:
             params["mem_gb"] = options.mem_gb
     ex.update_parameters(**params)
-    return ex, threads
+    return ex, threads, folder
 
 
 def _epochs_done(task: Task, p, root) -> int:
@@ -150,42 +222,105 @@ def _epochs_done(task: Task, p, root) -> int:
         return 0
 
 
+class _Bars:
+    """One overall bar (networks done / total) and one per job: the network it trains and its epochs."""
+
+    def __init__(self, tasks, p, root, jobs: int, threads: int, progress: bool):
+        self.p, self.root, self.by_label = p, root, {t.label: t for t in tasks}
+        self.overall = tqdm(total=len(tasks), desc=f"zoo {p.name} ({jobs} jobs x {threads} threads)",
+                            disable=not progress, position=0)
+        self.jobs = [tqdm(total=1, desc="starting", position=i + 1, leave=False, disable=not progress)
+                     for i in range(jobs)]
+        self.progress = progress
+
+    def update(self, status_files):
+        if not self.progress:
+            return
+        for bar, status in zip(self.jobs, status_files):
+            try:
+                task = self.by_label[status.read_text()]
+            except (OSError, KeyError):
+                continue
+            if bar.desc != task.label:
+                bar.reset(total=task.config(self.p).epochs)
+                bar.set_description_str(task.label)
+            bar.update(_epochs_done(task, self.p, self.root) - bar.n)
+        done = sum(t.checkpoint(self.p, self.root).exists() for t in self.by_label.values())
+        self.overall.update(done - self.overall.n)
+
+    def close(self):
+        for bar in self.jobs:
+            bar.close()
+        self.overall.close()
+
+
 def run_zoo(preset="auto", root=None, options: JobOptions | None = None, only=None, ablations: bool = True,
-            progress: bool = True, poll_s: float = 0.5) -> pd.DataFrame:
-    """Train what is missing of the zoo (and the sweep of notebook 08) as jobs, at most ``options.jobs`` at
-    once. Shows one overall bar (networks done / total, ETA) and one bar per running network (its epochs).
-    Returns one row per network: network, status, seconds (a job that died has status "failed: ...";
-    rerunning resumes it)."""
+            progress: bool = True, poll_s: float = 0.5, check: bool = True) -> pd.DataFrame:
+    """Train what is missing of the zoo (and the sweep of notebook 08) in at most ``options.jobs`` jobs at once.
+
+    The networks are ordered longest first (:func:`longest_first`) and each job trains them one after another
+    (:func:`train_tasks`), taking the next one that no other job holds: the jobs share the list without a
+    coordinator, through the networks' locks. Shows one overall bar (networks done / total) and one bar per job
+    (the network it trains, its epochs). Returns one row per network: network, status, seconds, log (its job's
+    log). With ``check`` (default), raises :class:`ZooJobsFailed` naming every network that failed, once all
+    jobs have ended; rerunning resumes them."""
+    import uuid
+
     p = get_preset(preset)
     options = options or JobOptions()
-    pending = zoo_tasks(p, root, only, ablations)
-    ex, threads = _executor(options, p, root)
-
-    overall = tqdm(total=len(pending), desc=f"zoo {p.name} ({options.jobs} jobs x {threads} threads)",
-                   disable=not progress, position=0)
-    running, rows, free = {}, [], list(range(1, options.jobs + 1))  # free: terminal rows for the bars
-    while pending or running:
-        while pending and len(running) < options.jobs:
-            task, slot = pending.pop(0), free.pop(0)
-            job = ex.submit(train_task, task, p, root, threads)
-            bar = tqdm(total=task.config(p).epochs, desc=task.label, position=slot, leave=False, disable=not progress)
-            running[job] = (task, bar, slot)
+    pending = longest_first(zoo_tasks(p, root, only, ablations), p)
+    columns = ["network", "status", "seconds", "log"]
+    if not pending:
+        return pd.DataFrame(columns=columns)
+    ex, threads, folder = _executor(options, p, root)
+    n_jobs = min(options.jobs, len(pending))
+    run_dir = folder / "status" / uuid.uuid4().hex[:8]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status_files = [run_dir / f"job{i}.txt" for i in range(n_jobs)]
+    jobs = [ex.submit(train_tasks, pending, p, root, threads, status_files[i]) for i in range(n_jobs)]
+    bars = _Bars(pending, p, root, n_jobs, threads, progress)
+    while not all(job.done() for job in jobs):
         time.sleep(poll_s)
-        for job, (task, bar, slot) in list(running.items()):
-            bar.update(_epochs_done(task, p, root) - bar.n)
-            if not job.done():
-                continue
-            try:
-                rows.append(job.result())
-            except Exception as err:  # a job that died: its last.pt stays, the next run resumes it
-                last = str(err).strip().splitlines()[-1][:200] if str(err).strip() else ""
-                rows.append({"network": task.label, "status": f"failed: {type(err).__name__}: {last}"})
-            bar.close()
-            free = sorted(free + [slot])
-            del running[job]
-            overall.update(1)
-    overall.close()
-    return pd.DataFrame(rows, columns=["network", "status", "seconds"])
+        bars.update(status_files)
+    bars.update(status_files)
+    bars.close()
+    table = _status_table(pending, jobs, status_files, p, root)
+    if check and table.status.str.startswith("failed").any():
+        raise ZooJobsFailed(table)
+    return table
+
+
+def _status_table(pending, jobs, status_files, p, root) -> pd.DataFrame:
+    """One row per pending network, from what the jobs reported. When several jobs speak of one network, a
+    training (or a finished network) outranks a failure, which outranks a skip; a network whose job died while
+    training it, and that no job finished, is "failed"."""
+    by_label = {t.label: t for t in pending}
+
+    def rank(status):
+        return 0 if status.startswith("skipped") else 1 if status.startswith("failed") else 2
+
+    rows = {}
+    for job, status_file in zip(jobs, status_files):
+        log = str(job.paths.stderr)
+        try:
+            reported = job.result()
+        except Exception as err:  # the job itself died (kill -9, preemption, time limit): its network resumes
+            current = status_file.read_text() if status_file.exists() else None
+            reported = [{"network": current, "status": f"failed: its job died ({_last_line(err)})"}] \
+                if current in by_label else []
+        for row in reported:
+            old = rows.get(row["network"])
+            if old is None or rank(row["status"]) > rank(old["status"]):
+                rows[row["network"]] = {**row, "log": log}
+    table = []
+    for task in pending:
+        row = rows.get(task.label)
+        if task.checkpoint(p, root).exists() and (row is None or rank(row["status"]) < 2):
+            row = {"network": task.label, "status": "trained", "log": (row or {}).get("log", "")}
+        elif row is None:
+            row = {"network": task.label, "status": "failed: not trained (its job ended before reaching it)", "log": ""}
+        table.append(row)
+    return pd.DataFrame(table, columns=["network", "status", "seconds", "log"])
 
 
 def main(argv=None):
@@ -204,14 +339,25 @@ def main(argv=None):
     ap.add_argument("--mem", type=float, help="memory per job, GB (Slurm)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    if args.jobs is None and args.executor == "local":
-        print(train_zoo(args.preset, args.only, args.root).to_string())
-        if args.only is None:
-            print(train_ablations(args.preset, args.root).to_string())
-    else:
-        options = JobOptions(args.executor, args.jobs or 1, args.threads, args.partition, args.time, args.gpus,
-                             args.mem)
-        print(run_zoo(args.preset, args.root, options, args.only).to_string())
+    try:
+        unknown = sorted(set(args.only or ()) - set(ZOO_BY_NAME))
+        if unknown:
+            raise ValueError(f"no zoo network named {', '.join(unknown)} (univenc.catalogue.ZOO lists them)")
+        if args.jobs is None and args.executor == "local":
+            print(train_zoo(args.preset, args.only, args.root).to_string())
+            if args.only is None:
+                print(train_ablations(args.preset, args.root).to_string())
+        else:
+            options = JobOptions(args.executor, args.jobs or 1, args.threads, args.partition, args.time, args.gpus,
+                                 args.mem)
+            print(run_zoo(args.preset, args.root, options, args.only).to_string())
+    except ZooJobsFailed as err:
+        print(err.table.to_string(), file=sys.stderr)
+        print(f"univenc zoo: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except ValueError as err:  # a bad preset, network name or option: one line
+        print(f"univenc zoo: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"total wall time {time.perf_counter() - t0:.0f}s")
 
 

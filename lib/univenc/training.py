@@ -55,6 +55,8 @@ class TrainConfig:
     device: str = "auto"
     eval_batch_size: int = 1000
     eval_every: int = 1                # test accuracy every n epochs (and always after the last one)
+    max_steps: int | None = None       # stop after this many optimiser steps in all (a dry run; None: the epochs)
+    train_eval_images: int | None = None  # the final fit is measured on at most this many training images
     extra: dict = field(default_factory=dict)  # free-form metadata stored with the checkpoint
 
     def __post_init__(self):
@@ -148,6 +150,7 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
     train_batches : callable(epoch, generator) -> iterable of (x, y) batches on the model's device.
     eval_batches : callable() -> iterable of (x, y) test batches.
     stop_after : stop after this many epochs of this call (used to test interruption and resume).
+    cfg.max_steps : end the whole training after this many optimiser steps, within an epoch if need be (a dry run).
     train_eval_batches : callable() -> the training images without augmentation; the final checkpoint then
         holds ``train_eval_acc``, the accuracy on them in eval mode (how well the labels were fitted).
     Returns the final checkpoint dict (``state_dict``, ``config``, ``log``, ``commit``, ...).
@@ -178,7 +181,12 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         save_torch(checkpoint(0), out_dir / "epoch_000.pt")  # the initial weights: epoch 0 of a trajectory
     bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, disable=not progress,
                desc=(meta or {}).get("name", "train"), leave=False)
+    steps = sum(r.get("steps", 0) for r in log)
+    last = cfg.epochs
     for epoch in bar:
+        if cfg.max_steps is not None and steps >= cfg.max_steps:  # resumed after its last step
+            last = epoch
+            break
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(epoch)
@@ -200,18 +208,22 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
             loss_sum += loss.detach().double() * len(y)
             correct += (out.argmax(1) == y).sum()
             count += len(y)
+            steps += 1
+            if cfg.max_steps is not None and steps >= cfg.max_steps:
+                last = epoch + 1
+                break
         if count == 0:
             raise ValueError("the training data yielded no batch: is the training set empty?")
         loss_sum, correct = loss_sum.item(), correct.item()
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"training loss became {loss_sum} at epoch {epoch + 1}: lower the lr")
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == last:
             test_loss, test_acc = evaluate(model, eval_batches())
         else:
             test_loss = test_acc = float("nan")
         log.append({"epoch": epoch + 1, "lr": cfg.lr_at(epoch), "loss": loss_sum / count,
                     "train_acc": correct / count, "test_loss": test_loss, "test_acc": test_acc,
-                    "seconds": time.perf_counter() - t0})
+                    "seconds": time.perf_counter() - t0, "steps": steps})
         bar.set_postfix(loss=f"{loss_sum / count:.3f}", train=f"{correct / count:.3f}")
         if out_dir is not None:
             ckpt = checkpoint(epoch + 1)
@@ -219,9 +231,11 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
                 save_torch(ckpt, out_dir / f"epoch_{epoch + 1:03d}.pt")
             save_torch(ckpt, out_dir / "last.pt")
             atomic_write(out_dir / "log.csv", lambda tmp: Path(tmp).write_text(_log_csv(log)))
-        if stop_after is not None and epoch + 1 - start >= stop_after and epoch + 1 < cfg.epochs:
+        if epoch + 1 == last:
+            break
+        if stop_after is not None and epoch + 1 - start >= stop_after:
             return checkpoint(epoch + 1)
-    final = checkpoint(cfg.epochs)
+    final = checkpoint(last)
     if train_eval_batches is not None:
         final["train_eval_acc"] = evaluate(model, train_eval_batches())[1]
     if out_dir is not None:
@@ -242,6 +256,7 @@ def train(model, data, cfg: TrainConfig, out_dir=None, meta=None, progress=True,
         return tensor_batches(xte, yte, cfg.eval_batch_size, False, None, device, shuffle=False)
 
     def train_eval_batches():
-        return tensor_batches(xtr, ytr, cfg.eval_batch_size, False, None, device, shuffle=False)
+        n = cfg.train_eval_images
+        return tensor_batches(xtr[:n], ytr[:n], cfg.eval_batch_size, False, None, device, shuffle=False)
 
     return fit(model, train_batches, eval_batches, cfg, out_dir, meta, progress, stop_after, train_eval_batches)

@@ -74,7 +74,8 @@ def train_config(spec: NetSpec, preset) -> TrainConfig:
                       lr_step=max(1, epochs // 3), batch_size=p.batch_size,
                       augment=spec.recipe != "random_fig1b", seed=spec.init_seed,
                       checkpoint_epochs=tuple(e for e in ckpts if e < epochs and keep), eval_every=p.eval_every,
-                      precision=p.precision)
+                      precision=p.precision, max_steps=p.max_steps,
+                      train_eval_images=p.max_test_images if p.max_steps else None)
     return replace(cfg, **override)
 
 
