@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "DatasetNotFoundError", "MissingDatasetsError", "CorruptDatasetError", "checksums", "corrupt_files", "data_root", "load_dataset", "ensure_datasets",
+    "DatasetNotFoundError", "MissingDatasetsError", "CorruptDatasetError", "checksums", "corrupt_files", "data_root",
+    "load_dataset", "ensure_datasets",
     "REQUIRED_DATASETS", "OPTIONAL_DATASETS", "Task", "load_task", "TaskData",
     "random_labels", "limit_per_class", "select_classes", "cifar100_halves",
     "load_downsampled_imagenet", "image_folder", "DATASETS",

@@ -19,7 +19,8 @@ from . import kernels
 from .storage import load_checkpoint
 
 __all__ = ["VGG", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11", "resnet18",
-           "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model", "checkpoint_epoch", "canonical_spatial_filters", "VGG11_CHANNELS",
+           "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model", "checkpoint_epoch",
+           "canonical_spatial_filters", "VGG11_CHANNELS",
            "CANONICAL_FILTERS_FILE"]
 
 # Configuration "A": 8 conv layers; "M" is a 2x2 max-pool.

@@ -213,6 +213,23 @@ def _executor(options: JobOptions, p, root):
     return ex, threads, folder
 
 
+SLURM_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
+               "TIMEOUT"}
+
+
+def _slurm_ended(job) -> bool:
+    """Whether Slurm says that ``job`` has ended, from ``squeue``. submitit asks ``sacct``, which needs accounting
+    storage: without it, submitit never learns that a job killed before writing its result (scancel, preemption,
+    time limit) has ended, and waiting on it would never return."""
+    import subprocess
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", str(job.job_id), "-o", "%T"], capture_output=True,
+                         text=True)
+    if out.returncode != 0:  # "Invalid job id": gone from the controller's memory, so long ended
+        return "invalid job id" in out.stderr.lower()
+    states = out.stdout.split()
+    return bool(states) and all(state in SLURM_ENDED for state in states)
+
+
 def _epochs_done(task: Task, p, root) -> int:
     log = task.checkpoint(p, root).parent / "log.csv"
     try:
@@ -279,9 +296,14 @@ def run_zoo(preset="auto", root=None, options: JobOptions | None = None, only=No
     status_files = [run_dir / f"job{i}.txt" for i in range(n_jobs)]
     jobs = [ex.submit(train_tasks, pending, p, root, threads, status_files[i]) for i in range(n_jobs)]
     bars = _Bars(pending, p, root, n_jobs, threads, progress)
-    while not all(job.done() for job in jobs):
+    ended, last_asked = set(), time.monotonic()
+    while len(ended) < len(jobs):
         time.sleep(poll_s)
         bars.update(status_files)
+        ask_slurm = options.executor == "slurm" and time.monotonic() - last_asked > 10
+        last_asked = time.monotonic() if ask_slurm else last_asked
+        ended |= {i for i, job in enumerate(jobs)
+                  if i not in ended and (job.done() or (ask_slurm and _slurm_ended(job)))}
     bars.update(status_files)
     bars.close()
     table = _status_table(pending, jobs, status_files, p, root)
@@ -303,6 +325,9 @@ def _status_table(pending, jobs, status_files, p, root) -> pd.DataFrame:
     for job, status_file in zip(jobs, status_files):
         log = str(job.paths.stderr)
         try:
+            if not job.done():  # Slurm says it ended, and it left no result
+                raise RuntimeError(f"Slurm job {job.job_id} ended without a result: cancelled, preempted or out of "
+                                   f"time")
             reported = job.result()
         except Exception as err:  # the job itself died (kill -9, preemption, time limit): its network resumes
             current = status_file.read_text() if status_file.exists() else None

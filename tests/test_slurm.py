@@ -1,0 +1,97 @@
+"""The zoo on a real Slurm: a one-node cluster on localhost (``tests/slurm/cluster.sh``: Debian's slurmd, slurmctld and
+munge), two networks trained through ``sbatch`` with ``--executor slurm``, then one job cancelled with ``scancel``
+mid-run and resumed by the next run to the weights of an uninterrupted run. Runs where ``sbatch`` is installed and
+this process may start the daemons (root); ``.ci/run`` installs them."""
+import dataclasses
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import needs
+from univenc import zoo as Z
+from univenc.data import data_root
+from univenc.presets import PRESETS
+from univenc.runner import JobOptions, run_zoo
+from univenc.storage import load_checkpoint
+
+CLUSTER = Path(__file__).parent / "slurm" / "cluster.sh"
+PRESET = dataclasses.replace(PRESETS["smoke"], name="smoke-slurm", epochs=30, checkpoint_epochs=(), eval_every=30)
+NETS = ["fac_cifar10", "vgg_k3_cifar10"]
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("sbatch") is None, reason="Slurm is not installed (tests/slurm/cluster.sh install)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="starting slurmctld and slurmd here needs root"),
+]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("slurm")
+    out = subprocess.run([str(CLUSTER), "start", str(folder)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    before = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = out.stdout.strip()
+    yield folder
+    subprocess.run([str(CLUSTER), "stop", str(folder)], timeout=60)
+    if before is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = before
+
+
+def _root(tmp_path, name):
+    root = tmp_path / name
+    root.mkdir()
+    (root / "cifar-10-batches-py").symlink_to(data_root() / "cifar-10-batches-py")
+    return root
+
+
+def _squeue():
+    return subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True).stdout.split()
+
+
+@needs("cifar10")
+def test_the_zoo_through_slurm_and_a_cancelled_job_resumed(slurm, tmp_path):
+    options = JobOptions("slurm", jobs=2, threads=1, partition="debug", time_min=10)
+    ref_root, root = _root(tmp_path, "uninterrupted"), _root(tmp_path, "cancelled")
+    ref = run_zoo(PRESET, ref_root, options, only=NETS, progress=False)
+    assert sorted(ref.status) == ["trained", "trained"]
+    for log in map(Path, ref.log):  # each network trained in a job that sbatch started
+        job_id = log.parent.name
+        assert "#SBATCH" in (log.parent / f"{job_id}_submission.sh").read_text()
+        assert f"JobEnvironment(job_id={job_id}," in log.with_suffix(".out").read_text()
+    assert len({Path(log).parent.name for log in ref.log}) == 2  # two jobs
+
+    # one job trains both networks; it is cancelled while it trains the first
+    folder = Z.checkpoint_path(NETS[0], PRESET, root).parent
+    first = {}
+    runner = threading.Thread(target=lambda: first.update(table=run_zoo(
+        PRESET, root, dataclasses.replace(options, jobs=1), NETS, progress=False, check=False)))
+    runner.start()
+    t0 = time.time()
+    while not (folder / "log.csv").exists() or len((folder / "log.csv").read_text().splitlines()) < 3:
+        assert time.time() - t0 < 180, "the job did not start"
+        time.sleep(0.2)
+    job_id = _squeue()[0]
+    subprocess.run(["scancel", job_id], check=True)
+    runner.join(timeout=180)
+    assert not runner.is_alive(), "run_zoo did not notice that its Slurm job ended"
+    assert not (folder / "final.pt").exists()
+    assert 1 <= load_checkpoint(folder / "last.pt")["epoch"] < PRESET.epochs  # cancelled mid-run
+    status = dict(zip(first["table"].network, first["table"].status))
+    assert status[NETS[0]].startswith("failed: its job died"), status
+
+    again = run_zoo(PRESET, root, options, only=NETS, progress=False)
+    assert sorted(again.status) == ["trained", "trained"]
+    for name in NETS:
+        a = load_checkpoint(Z.checkpoint_path(name, PRESET, ref_root))
+        b = load_checkpoint(Z.checkpoint_path(name, PRESET, root))
+        assert [r["epoch"] for r in b["log"]] == list(range(1, PRESET.epochs + 1))
+        for k, v in a["state_dict"].items():
+            assert torch.equal(v, b["state_dict"][k]), (name, k)
