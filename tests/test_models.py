@@ -150,6 +150,37 @@ def test_fast_factorized_network_float32_error_like_naive(path):
         assert err_fast <= 10 * err_naive + 1e-6 * ref.abs().max(), (err_fast, err_naive)
 
 
+@pytest.mark.parametrize("cin,cout,hw", [(3, 16, 32), (12, 24, 8), (64, 32, 4)])
+def test_bf16_factorized_block_is_at_bfloat16_rounding_level(cin, cout, hw):
+    """Under CPU bfloat16 autocast the structured block stores h in bfloat16 (compiled kernels) and runs its GEMMs
+    in it: its output, input gradient and weight gradient are within bfloat16's rounding (2^-8) of the float32
+    naive block, and no farther than the naive block's own under the same autocast; the running statistics
+    (float64 sums, float32 fold) stay near float32's."""
+    if kernels.load(torch.bfloat16) is None:
+        pytest.skip("no C compiler here: the compiled kernels cannot be built")
+    torch.manual_seed(0)
+    naive = NaiveFactorizedBlock(cin, cout, filters())
+    fast = FactorizedBlock(cin, cout, filters())
+    fast.load_state_dict(naive.state_dict())
+    x = torch.randn(32, cin, hw, hw).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(32, cout, hw, hw)
+    out = {}
+    for name, block, bf16 in [("fast", fast, True), ("naive", copy.deepcopy(naive), True),
+                              ("reference", copy.deepcopy(naive), False)]:
+        xx = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = block.train()(xx)
+        assert y.dtype == (torch.bfloat16 if bf16 else torch.float32)
+        (y.float() * g).sum().backward()
+        out[name] = [y.float().detach(), xx.grad, block.pointwise.weight.grad, block.bn.running_var]
+    err = {name: [float((a - b).norm() / b.norm()) for a, b in zip(out[name], out["reference"])]
+           for name in ("fast", "naive")}
+    assert max(err["fast"][:3]) < 2 ** -7, err
+    assert all(f <= 1.5 * n for f, n in zip(err["fast"][:3], err["naive"][:3])), err
+    assert err["fast"][3] < 1e-4, err
+    assert [t.dtype for t in fast._h_pool.free] == [torch.bfloat16]  # the compiled path ran: its h came back
+
+
 def test_kernels_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("UNIVENC_NO_KERNELS", "1")
     kernels.load.cache_clear()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from univenc.data import TaskData
-from univenc.models import VGG
+from univenc.models import VGG, FactorizedBlock
 from univenc.storage import load_checkpoint, save_torch
 from univenc.training import TrainConfig, augment_batch, to_float, train
 
@@ -144,7 +144,7 @@ def test_onecycle_schedule_and_optimisers():
         TrainConfig(schedule="cosine")
     with pytest.raises(ValueError, match="optimizer must be"):
         TrainConfig(optimizer="adam")
-    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+    with pytest.raises(ValueError, match="precision must be 'fp32', 'bf16'"):
         TrainConfig(precision="fp16")
 
 
@@ -157,7 +157,7 @@ def test_bf16_autocast_trains_float32_weights_near_float32_training(factorized):
     conv layer is ~30% off, docs/recipes.md)."""
     model, seen = tiny_model(factorized), set()
     hooks = [m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
-             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+             for m in model.modules() if isinstance(m, (torch.nn.Conv2d, FactorizedBlock))]
     cfg = replace(CFG, epochs=2, batch_size=64, checkpoint_epochs=(), device="cpu")  # the first epoch: 1 step
     half = train(model, tiny_data(), replace(cfg, precision="bf16"), progress=False)
     for h in hooks:
@@ -194,3 +194,22 @@ def test_max_steps_ends_the_training_within_an_epoch(tmp_path):
     assert [r["steps"] for r in again["log"]] == [4, 6]
     for k, v in final["state_dict"].items():
         torch.testing.assert_close(again["state_dict"][k], v, rtol=0, atol=0)
+
+
+def test_precision_auto_takes_bf16_only_where_it_is_measured_to_pay(tmp_path, monkeypatch):
+    import univenc.training as T
+    monkeypatch.setenv("UNIVENC_CACHE", str(tmp_path))
+    for ratio, expected in [(2.5, "bf16"), (0.4, "fp32")]:  # AVX-512 BF16 / AMX, and a CPU that emulates it
+        T._cpu_bf16_decision.cache_clear()
+        (tmp_path / "precision.json").unlink(missing_ok=True)
+        monkeypatch.setattr(T, "_gemm_rate", lambda dtype, r=ratio: r if dtype == torch.bfloat16 else 1.0)
+        assert T.resolve_precision("auto", torch.device("cpu")) == expected
+        assert T.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+        assert T.resolve_precision("auto", torch.device("cuda")) == "fp32"  # not measured on a GPU yet
+        # decided once per machine: a later, noisier measurement does not change it
+        T._cpu_bf16_decision.cache_clear()
+        monkeypatch.setattr(T, "_gemm_rate", lambda dtype: 1.0)
+        assert T.resolve_precision("auto", torch.device("cpu")) == expected
+    T._cpu_bf16_decision.cache_clear()
+    with pytest.raises(ValueError, match="precision must be"):
+        TrainConfig(precision="fp16")

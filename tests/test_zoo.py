@@ -66,7 +66,7 @@ def test_a_preset_precision_reaches_every_recipe():
     bf16 = replace(PRESETS["smoke"], name="smoke-bf16", precision="bf16")
     assert {Z.train_config(s, bf16).precision for s in C.ZOO} == {"bf16"}
     assert Z.ablation_config(C.ABLATIONS[-1], C.ZOO_BY_NAME["fac_cifar10"], bf16).precision == "bf16"
-    assert Z.train_config(C.ZOO[0], "smoke").precision == "fp32"
+    assert Z.train_config(C.ZOO[0], "smoke").precision == "auto"  # bf16 where measured to pay
 
 
 def test_resnet_entries_are_torchvision_resnet18_and_reload(tmp_path):

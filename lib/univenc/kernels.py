@@ -23,21 +23,24 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "resources" / "factorized_block.c"
-_TYPES = {torch.float32: "float", torch.float64: "double"}
+# Variants by the dtype h is stored in: {dtype: (name, compiler defines, dtype of x, dx and the arithmetic)}.
+_VARIANTS = {torch.float32: ("float", ["-DREAL=float"], torch.float32),
+             torch.float64: ("double", ["-DREAL=double"], torch.float64),
+             torch.bfloat16: ("bf16", ["-DREAL=float", "-DBF16"], torch.float32)}
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("UNIVENC_CACHE", Path.home() / ".cache" / "univenc")) / "kernels"
 
 
-def _compile(real: str) -> Path | None:
+def _compile(name: str, defines: list) -> Path | None:
     cc = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
     if cc is None:
         return None
-    base = [cc, "-O3", "-shared", "-fPIC", "-std=c99", f"-DREAL={real}", str(SOURCE)]
+    base = [cc, "-O3", "-shared", "-fPIC", "-std=c99", *defines, str(SOURCE)]
     # -march=native: the library is built for the machine it runs on, so the key names the machine too.
     key = hashlib.sha1(SOURCE.read_bytes() + f"{base} {platform.machine()} {platform.node()}".encode()).hexdigest()[:16]
-    out = cache_dir() / f"factorized_block_{real}_{key}.so"
+    out = cache_dir() / f"factorized_block_{name}_{key}.so"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -54,12 +57,13 @@ def _compile(real: str) -> Path | None:
 
 @lru_cache(maxsize=None)
 def load(dtype: torch.dtype = torch.float32):
-    """The compiled library for ``dtype`` (float32 or float64), or None where it cannot be built."""
-    if os.environ.get("UNIVENC_NO_KERNELS") or dtype not in _TYPES:
+    """The compiled library whose h is stored in ``dtype`` (float32, float64, or bfloat16 with float32 arithmetic),
+    or None where it cannot be built."""
+    if os.environ.get("UNIVENC_NO_KERNELS") or dtype not in _VARIANTS:
         return None
-    real = _TYPES[dtype]
+    real, defines, _ = _VARIANTS[dtype]
     try:
-        path = _compile(real)
+        path = _compile(real, defines)
         lib = ctypes.CDLL(str(path)) if path else None
     except OSError as e:  # unwritable cache, a library that does not load, ...
         warnings.warn(f"univenc: compiled kernels unavailable ({e}); the factorized block runs in PyTorch")
@@ -87,28 +91,34 @@ def disabled():
         _disabled = before
 
 
-def available(t: torch.Tensor) -> bool:
-    """Whether the compiled kernels can run on ``t``: a float32/float64 CPU tensor, and a C compiler here."""
-    return not _disabled and t.device.type == "cpu" and load(t.dtype) is not None
+def available(t: torch.Tensor, h_dtype: torch.dtype | None = None) -> bool:
+    """Whether the compiled kernels can run on ``t`` with h stored in ``h_dtype`` (default: ``t``'s dtype): a CPU
+    tensor of the variant's arithmetic dtype, and a C compiler here."""
+    variant = _VARIANTS.get(h_dtype or t.dtype)
+    return (not _disabled and t.device.type == "cpu" and variant is not None and t.dtype == variant[2]
+            and load(h_dtype or t.dtype) is not None)
 
 
 def _ptr(t: torch.Tensor):
     return ctypes.c_void_p(t.data_ptr())
 
 
-def factorized_forward(x: torch.Tensor, filters: torch.Tensor, out: torch.Tensor | None = None):
+def factorized_forward(x: torch.Tensor, filters: torch.Tensor, out: torch.Tensor | None = None,
+                       h_dtype: torch.dtype | None = None):
     """x (N, Cin, H, W) -> h (N, 2C, H, W) channels-last = [relu(z), relu(-z)] with z = f_j * x_c in channel
     j*Cin + c of each half, C = n Cin; and the mean and biased variance of h's channels over the batch, (2C,)
-    each, computed in float64. ``out``: a channels-last contiguous tensor of h's shape and dtype to write h into."""
-    _, fwd, _ = load(x.dtype)
+    each, computed in float64 from h's stored values. ``out``: a channels-last contiguous tensor of h's shape to
+    write h into; h's dtype is ``out``'s, else ``h_dtype``, else ``x``'s (bfloat16 with a float32 ``x``)."""
+    h_dtype = out.dtype if out is not None else h_dtype or x.dtype
+    _, fwd, _ = load(h_dtype)
     N, cin, H, W = x.shape
     n, k, _ = filters.shape
     C = n * cin
     x = x.contiguous(memory_format=torch.channels_last)
     f = filters.to(x.dtype).contiguous()
-    h = torch.empty(N, 2 * C, H, W, dtype=x.dtype, memory_format=torch.channels_last) if out is None else out
-    if h.shape != (N, 2 * C, H, W) or h.dtype != x.dtype or not h.is_contiguous(memory_format=torch.channels_last):
-        raise ValueError(f"out must be a channels-last {x.dtype} tensor of shape {(N, 2 * C, H, W)}")
+    h = torch.empty(N, 2 * C, H, W, dtype=h_dtype, memory_format=torch.channels_last) if out is None else out
+    if h.shape != (N, 2 * C, H, W) or not h.is_contiguous(memory_format=torch.channels_last):
+        raise ValueError(f"out must be a channels-last {h_dtype} tensor of shape {(N, 2 * C, H, W)}")
     stats = torch.empty(2, 2 * C, dtype=torch.float64)
     if fwd(_ptr(x), _ptr(f), _ptr(h), _ptr(stats), N, H, W, cin, n, k, torch.get_num_threads()):
         raise MemoryError("univenc factorized kernel: out of memory for its per-thread buffers")
@@ -126,15 +136,18 @@ def factorized_backward(dy: torch.Tensor, w: torch.Tensor, h: torch.Tensor, alph
     alpha, beta (2C,) such that dL/dh = G + alpha + beta h with G = dy w (BatchNorm's gradient).
 
     G is computed a few images at a time into one small buffer, each chunk consumed by the kernel while it is
-    still in cache: the full (N, 2C, H, W) G is never written to memory."""
+    still in cache: the full (N, 2C, H, W) G is never written to memory. G = dy w is a GEMM in h's dtype (bfloat16
+    for a bfloat16 h); dx, alpha and beta are in the variant's arithmetic dtype."""
     _, _, bwd = load(h.dtype)
+    real = _VARIANTS[h.dtype][2]
     N, C2, H, W = h.shape
     n, k, _ = filters.shape
     P = H * W
-    dy = dy.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(N * P, -1)
+    dy = dy.to(h.dtype).contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(N * P, -1)
     h = h.contiguous(memory_format=torch.channels_last)
-    dx = torch.empty(N, cin, H, W, dtype=h.dtype, memory_format=torch.channels_last)
-    a, b, f, w = (t.to(h.dtype).contiguous() for t in (alpha, beta, filters, w))
+    dx = torch.empty(N, cin, H, W, dtype=real, memory_format=torch.channels_last)
+    a, b, f = (t.to(real).contiguous() for t in (alpha, beta, filters))
+    w = w.to(h.dtype).contiguous()
     per = max(1, G_CHUNK // (P * C2))  # images per chunk
     G = torch.empty(min(per, N) * P, C2, dtype=h.dtype)
     for i in range(0, N, per):

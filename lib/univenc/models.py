@@ -114,12 +114,13 @@ class FactorizedBlock(nn.Module):
     The depthwise, ReLU, statistics and gradient passes run in small compiled CPU kernels (:mod:`univenc.kernels`,
     built on first use), which write h into tensors reused from step to step (:class:`_BufferPool`) and never hold
     the whole of G = dy W'. ``benchmarks/bench_training.py`` measures it against the naive and the standard block.
+    Under CPU bfloat16 autocast, h is stored in bfloat16 and the three 1x1 GEMMs run in bfloat16; the kernels'
+    arithmetic, x, dx, the statistics, BatchNorm's fold and the weight gradient stay float32 (float64 sums).
 
     Elsewhere it computes what the naive block computes, pointwise(bn(relu_responses(x))): in eval mode, so
     that forward hooks on ``pointwise`` see its true input, as the alignment needs; on a GPU, where the launches
     of the structured form's many small ops cost more than the passes they save (0.35-0.39x the naive block's
-    speed on an H100, README); under autocast (the kernels are float32/float64 only); and on a CPU without a
-    C compiler.
+    speed on an H100, README); under float16 autocast; and on a CPU without a C compiler.
     """
 
     def __init__(self, cin: int, cout: int, filters: torch.Tensor):
@@ -146,12 +147,16 @@ class FactorizedBlock(nn.Module):
 
     def forward(self, x):
         bn = self.bn
-        if not (self.training and bn.track_running_stats and bn.momentum is not None and kernels.available(x)
-                and not torch.is_autocast_enabled(x.device.type)):
+        autocast = torch.is_autocast_enabled(x.device.type)
+        # under autocast (bfloat16 on a CPU) h is stored in bfloat16 and the 1x1 GEMMs run in it; x stays float32
+        h_dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
+        x_in = x.float() if autocast else x
+        if not (self.training and bn.track_running_stats and bn.momentum is not None
+                and kernels.available(x_in, h_dtype)):
             return self.pointwise(bn(self.relu_responses(x)))
         bn.num_batches_tracked += 1
-        return _FactorizedTraining.apply(x, self.pointwise.weight, self.filters.to(x.dtype), bn.running_mean,
-                                         bn.running_var, bn.momentum, bn.eps, self._h_pool)
+        return _FactorizedTraining.apply(x_in, self.pointwise.weight, self.filters.to(x_in.dtype), bn.running_mean,
+                                         bn.running_var, bn.momentum, bn.eps, self._h_pool, h_dtype)
 
 
 def _naive_order(t, n, cin):
@@ -167,17 +172,18 @@ class _FactorizedTraining(torch.autograd.Function):
     lives in W'."""
 
     @staticmethod
-    def forward(ctx, x, weight, filters, running_mean, running_var, momentum, eps, pool):
+    @torch.autocast("cpu", enabled=False)  # the dtypes are set here: h's for the 1x1 conv, float32 elsewhere
+    def forward(ctx, x, weight, filters, running_mean, running_var, momentum, eps, pool, h_dtype):
         n = filters.shape[0]
         N, cin, H, W = x.shape
         M, cout = N * H * W, weight.shape[0]
-        h = pool.take((N, 2 * n * cin, H, W), x.dtype)
+        h = pool.take((N, 2 * n * cin, H, W), h_dtype)
         weakref.finalize(ctx, pool.give, h)  # back to the pool when the autograd graph is freed
         h, mean, var = kernels.factorized_forward(x, filters, out=h)
         inv = (var + eps).rsqrt_()
         # W' = W diag(s), with h's channel order
         w = weight.view(cout, cin, 2, n).permute(0, 2, 3, 1).flatten(1) * inv  # inverse of _naive_order
-        y = F.conv2d(h, w[:, :, None, None], torch.mv(w, mean).neg_())
+        y = F.conv2d(h, w[:, :, None, None].to(h_dtype), torch.mv(w, mean).neg_().to(h_dtype))
         with torch.no_grad():  # BatchNorm's running statistics (unbiased variance), through views in h's order
             running_mean.view(cin, 2, n).permute(1, 2, 0).lerp_(mean.view(2, n, cin), momentum)
             running_var.view(cin, 2, n).permute(1, 2, 0).lerp_(var.view(2, n, cin) * (M / max(M - 1, 1)), momentum)
@@ -193,10 +199,11 @@ class _FactorizedTraining(torch.autograd.Function):
         N, C2, H, Wd = h.shape
         M, cout = N * H * Wd, w.shape[0]
         need_x = ctx.needs_input_grad[0]
-        dy = dy.contiguous(memory_format=torch.channels_last)
+        dy = dy.to(h.dtype).contiguous(memory_format=torch.channels_last)
         # dy^T h and g = dy summed over pixels (a bias gradient) in one call; the kernel makes G = dy W' in chunks
-        _, dyh, g = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None], [cout], [1, 1], [0, 0], [1, 1],
-                                                        False, [0, 0], 1, [False, True, True])
+        _, dyh, g = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None].to(h.dtype), [cout], [1, 1], [0, 0],
+                                                        [1, 1], False, [0, 0], 1, [False, True, True])
+        dyh, g = dyh.to(w.dtype), g.to(w.dtype)
         dw = torch.addr(dyh.view(cout, C2), g, mean, alpha=-1).mul_(inv)  # dL/dW = dy^T u
         dweight = _naive_order(dw, n, cin)[:, :, None, None]
         dx = None
@@ -206,7 +213,7 @@ class _FactorizedTraining(torch.autograd.Function):
             beta = torch.linalg.vecdot(w, dw, dim=0).mul_(inv).div_(-M)
             alpha = torch.addcmul(g @ w, mean, beta, value=M).div_(-M)
             dx = kernels.factorized_backward(dy, w, h, alpha, beta, filters, cin)
-        return dx, dweight, None, None, None, None, None, None
+        return dx, dweight, None, None, None, None, None, None, None
 
 
 class VGG(nn.Module):

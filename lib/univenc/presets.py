@@ -39,7 +39,7 @@ class Preset:
     # listed follows B.3 (2x / 4x the epochs, ``fig1b_lr`` / ``lr``, step schedule, ``random_per_class``).
     random_label_recipes: dict = field(default_factory=dict)
     ablation_per_class: int | None = None  # training images per class of the sweep (None: the zoo's)
-    precision: str = "fp32"       # "bf16": train under bfloat16 autocast (univenc.training; for a GPU)
+    precision: str = "auto"       # "bf16": bfloat16 autocast; "auto": where measured to pay (univenc.training)
     max_steps: int | None = None  # stop every training after this many optimiser steps (a dry run; None: off)
     notes: str = ""
 

@@ -2,11 +2,12 @@
 
 SGD (momentum 0.9, no weight decay), lr divided by 10 every ``lr_step`` epochs, PyTorch's default init.
 Ablations and the reduced random-label recipes can choose a one-cycle schedule and AdamW instead.
-``precision="bf16"`` runs the forward pass and the loss under bfloat16 autocast (meant for CUDA GPUs; CPU
-autocast works too, slowly without bfloat16 units): weights, gradients, optimizer state and BatchNorm's running
-statistics stay float32 (autocast casts copies of the weights, per op), and the test accuracy is measured in
-float32, as every analysis uses the weights. It stays off by default: its effect on the statistics has not been
-measured on a GPU yet (``benchmarks/bench_precision.py``).
+``precision="bf16"`` runs the forward pass and the loss under bfloat16 autocast: weights, gradients, optimizer state
+and BatchNorm's running statistics stay float32 (autocast casts copies of the weights, per op), and the test
+accuracy is measured in float32, as every analysis uses the weights. ``precision="auto"`` (the presets') takes
+bfloat16 on a CPU whose bfloat16 matrix products are measured to run at least 1.5x float32's (AVX-512 BF16, AMX:
+:func:`bf16_pays`), float32 elsewhere and on GPUs, where its effect has not been measured yet. Whole runs in both,
+on this CPU: ``benchmarks/bench_precision.py`` (README).
 The training set lives in memory (on the GPU when there is one) as uint8 tensors; random crops (4-pixel zero
 padding) and horizontal flips are done on whole batches. Every random draw of epoch e comes from a generator
 seeded with (seed, e), so a run resumed from a checkpoint ends with the same weights as an uninterrupted one.
@@ -18,6 +19,7 @@ measured in eval mode without augmentation) and ``log.csv`` (one row per epoch).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import time
@@ -30,7 +32,8 @@ from tqdm.auto import tqdm
 
 from .storage import atomic_write, git_commit, load_checkpoint, save_torch
 
-__all__ = ["TrainConfig", "fit", "train", "tensor_batches", "to_float", "evaluate", "resolve_device"]
+__all__ = ["TrainConfig", "fit", "train", "tensor_batches", "to_float", "evaluate", "resolve_device", "bf16_pays",
+           "resolve_precision"]
 
 # Inputs are scaled to roughly zero mean and unit variance with fixed constants (the same for every dataset,
 # so that networks trained on different data see comparable input statistics).
@@ -51,7 +54,7 @@ class TrainConfig:
     seed: int = 0                      # data order and augmentation (the init seed belongs to the model)
     checkpoint_epochs: tuple = ()      # epochs after which epoch_XXX.pt is kept (learning trajectories)
     channels_last: bool | None = None  # None: on CPU only (faster there; slower on a GPU in float32, README)
-    precision: str = "fp32"            # or "bf16": forward and loss under bfloat16 autocast (below)
+    precision: str = "fp32"            # "bf16": forward and loss under bfloat16 autocast; "auto": where it pays
     device: str = "auto"
     eval_batch_size: int = 1000
     eval_every: int = 1                # test accuracy every n epochs (and always after the last one)
@@ -64,8 +67,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'step' or 'onecycle', got {self.schedule!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16' (bfloat16 autocast), got {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"precision must be 'fp32', 'bf16' (bfloat16 autocast) or 'auto', got {self.precision!r}")
 
     def lr_at(self, epoch: int) -> float:
         if self.schedule == "step":
@@ -77,6 +80,61 @@ class TrainConfig:
         if self.optimizer == "adamw":
             return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+
+BF16_MIN_SPEEDUP = 1.5
+
+
+def _gemm_rate(dtype: torch.dtype, n: int = 512, repeats: int = 8) -> float:
+    """Multiply-adds per second of an n x n matrix product in ``dtype`` on this process's threads (best of
+    ``repeats``)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return n ** 3 / best
+
+
+def bf16_pays(device: torch.device | str = "cpu") -> bool:
+    """Whether bfloat16 autocast should train on ``device``: on a CPU, when a bfloat16 matrix product is measured to
+    run at least ``BF16_MIN_SPEEDUP`` x float32's (CPUs without bfloat16 units emulate it, slower than float32);
+    never on a GPU (not measured there yet). The measurement is made once per machine and kept in
+    ``<univenc cache>/precision.json``, so that every job of a run takes the same decision."""
+    if torch.device(device).type != "cpu":
+        return False
+    return _cpu_bf16_decision()["bf16"]
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_bf16_decision() -> dict:
+    import json
+    import platform
+
+    from .kernels import cache_dir
+    path = cache_dir().parent / "precision.json"
+    key = f"{platform.node()} {platform.machine()} {platform.processor()} torch {torch.__version__}"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        ratio = _gemm_rate(torch.bfloat16) / _gemm_rate(torch.float32)
+        known[key] = {"bf16": ratio >= BF16_MIN_SPEEDUP, "bf16_over_fp32": round(ratio, 2)}
+        try:
+            atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(known, indent=1)))
+        except OSError:  # a read-only cache: decide again in each process
+            pass
+    return known[key]
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"fp32" or "bf16": ``precision`` itself, or for "auto" what :func:`bf16_pays` decides on ``device``."""
+    if precision == "auto":
+        return "bf16" if bf16_pays(device) else "fp32"
+    return precision
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -169,7 +227,8 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         log, start = ckpt["log"], ckpt["epoch"]
-    config = {"train": asdict(cfg), **(meta or {})}
+    precision = resolve_precision(cfg.precision, device)
+    config = {"train": {**asdict(cfg), "precision": precision}, **(meta or {})}
     if hasattr(model, "config"):  # univenc's models describe themselves: the checkpoint rebuilds them
         config.setdefault("model", model.config)
 
@@ -199,7 +258,7 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         for x, y in train_batches(epoch, gen):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 out = model(x)
                 loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)

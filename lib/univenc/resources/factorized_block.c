@@ -9,7 +9,12 @@
  * Shapes: x, dx (N, H, W, cin); filters f (n, k, k); h, G (N, H, W, 2C) with C = n cin (in the backward pass N
  * is the chunk of images that G holds): h = [relu(z), relu(-z)],
  * the naive block's 10 Cin channels, channel j*cin + c of each half from z = f_j * x_c.
+ *
+ * h and G are stored as `hreal`: REAL, or with -DBF16 (and REAL=float) bfloat16, for bf16 training: the 1x1
+ * convolution's GEMMs then run in bfloat16 and these kernels move half the bytes. Arithmetic stays in REAL and the
+ * statistics in double; values are rounded to bfloat16 (to nearest even) only where they are stored.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -18,11 +23,28 @@
 
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
+#ifdef BF16
+typedef uint16_t hreal;
+static inline REAL ld(hreal b) { uint32_t u = (uint32_t)b << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline hreal st(REAL v)
+{
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (hreal)(u >> 16);
+}
+#define FN(name) CAT(name, bf16)
+#else
+typedef REAL hreal;
+#define ld(v) (v)
+#define st(v) (v)
 #define FN(name) CAT(name, REAL)
+#endif
 
 /* Pointers to the k*k pixels that the transposed convolution gathers at output (h, w), x[h - dh + pad,
  * w - dw + pad], with "same" zero padding: taps outside the image point at `zeros`. */
-static void FN(gather)(const REAL **taps, const REAL *x, const REAL *zeros, long b, long h, long w, long H, long W,
+static void FN(gather)(const hreal **taps, const hreal *x, const hreal *zeros, long b, long h, long w, long H, long W,
                        long stride, long k)
 {
     const long pad = k / 2;
@@ -52,39 +74,60 @@ static void FN(tap_sum)(REAL *restrict out, const REAL **taps, const REAL *restr
     }
 }
 
+/* The same over taps stored as hreal (the backward pass's dz, in G). */
+static void FN(tap_sum_h)(REAL *restrict out, const hreal **taps, const REAL *restrict f, long T, long count)
+{
+    if (T == 9) {
+        const hreal *restrict t0 = taps[0], *restrict t1 = taps[1], *restrict t2 = taps[2], *restrict t3 = taps[3],
+                    *restrict t4 = taps[4], *restrict t5 = taps[5], *restrict t6 = taps[6], *restrict t7 = taps[7],
+                    *restrict t8 = taps[8];
+        for (long c = 0; c < count; c++)
+            out[c] = f[0] * ld(t0[c]) + f[1] * ld(t1[c]) + f[2] * ld(t2[c]) + f[3] * ld(t3[c]) + f[4] * ld(t4[c]) +
+                     f[5] * ld(t5[c]) + f[6] * ld(t6[c]) + f[7] * ld(t7[c]) + f[8] * ld(t8[c]);
+        return;
+    }
+    for (long c = 0; c < count; c++) out[c] = 0;
+    for (long t = 0; t < T; t++) {
+        const hreal *restrict x = taps[t];
+        for (long c = 0; c < count; c++) out[c] += f[t] * ld(x[c]);
+    }
+}
+
 /* pos = relu(z), neg = relu(-z), in this form so that the compiler emits selects: a branch on the sign of z
  * is mispredicted half the time. */
-static void FN(relu_pair)(REAL *restrict pos, REAL *restrict neg, const REAL *restrict z, long count)
+static void FN(relu_pair)(hreal *restrict pos, hreal *restrict neg, const REAL *restrict z, long count)
 {
     for (long i = 0; i < count; i++) {
         const REAL v = z[i], m = -z[i];
-        pos[i] = v > 0 ? v : 0;
-        neg[i] = m > 0 ? m : 0;
+        pos[i] = st(v > 0 ? v : 0);
+        neg[i] = st(m > 0 ? m : 0);
     }
 }
 
 /* s[i] += sum_w hrow[w][i], s[C2 + i] += sum_w hrow[w][i]^2 for i < C2: the sums of h and h^2 over one image
  * row of W pixels (C2 channels each), in REAL and then added to the double s. Blocks of 32 channels are summed
  * over the row in small local arrays rather than pixel by pixel into s. */
-static void FN(row_sums)(double *restrict s, const REAL *restrict hrow, long W, long C2)
+static void FN(row_sums)(double *restrict s, const hreal *restrict hrow, long W, long C2)
 {
     for (long i0 = 0; i0 < C2; i0 += 32) {
         const long B = C2 - i0 < 32 ? C2 - i0 : 32;
         REAL a[32] = {0}, q[32] = {0};
         if (B == 32)
             for (long w = 0; w < W; w++) {
-                const REAL *restrict v = hrow + w * C2 + i0;
+                const hreal *restrict v = hrow + w * C2 + i0;
                 for (long i = 0; i < 32; i++) {
-                    a[i] += v[i];
-                    q[i] += v[i] * v[i];
+                    const REAL e = ld(v[i]);
+                    a[i] += e;
+                    q[i] += e * e;
                 }
             }
         else
             for (long w = 0; w < W; w++) {
-                const REAL *restrict v = hrow + w * C2 + i0;
+                const hreal *restrict v = hrow + w * C2 + i0;
                 for (long i = 0; i < B; i++) {
-                    a[i] += v[i];
-                    q[i] += v[i] * v[i];
+                    const REAL e = ld(v[i]);
+                    a[i] += e;
+                    q[i] += e * e;
                 }
             }
         for (long i = 0; i < B; i++) {
@@ -98,9 +141,9 @@ static void FN(row_sums)(double *restrict s, const REAL *restrict hrow, long W, 
  * of h's channels over all N H W pixels, from sums per image row in REAL, then in double.
  * One image row at a time: z is computed filter-major, z[j][w cin + c], from k zero-padded input rows, so that
  * its loops run over whole rows of W cin values (with few input channels, such as the image's 3, loops over
- * the cin channels of a pixel would be too short to vectorise); its ReLU pair is then written to h's
- * pixel-major layout. */
-int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, REAL *restrict h,
+ * the cin channels of a pixel would be too short to vectorise); its ReLU pair is formed (and rounded to hreal)
+ * over whole rows too, then copied to h's pixel-major layout. */
+int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, hreal *restrict h,
                            double *restrict stats, long N, long H, long W, long cin, long n, long k, int nthreads)
 {
     const long C = n * cin, T = k * k, pad = k / 2, L = W * cin, Lp = (W + 2 * pad) * cin;
@@ -115,13 +158,15 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, REAL 
         double *restrict s = part;
 #endif
         REAL *buf = calloc((size_t)(n * L + (k + 1) * Lp), sizeof(REAL));  /* z; k padded rows and a zero row */
+        hreal *pair = malloc((size_t)(2 * n * L) * sizeof(hreal));  /* relu(z), relu(-z), filter-major (bf16) */
         const REAL *taps[49];
-        if (!buf) failed = 1;
+        if (!buf || !pair) failed = 1;
 #pragma omp for schedule(static)
         for (long row = 0; row < N * H; row++) {
             if (failed) continue;
             const long b = row / H, y = row % H;
-            REAL *z = buf, *rows = buf + n * L, *hrow = h + row * W * 2 * C;
+            REAL *z = buf, *rows = buf + n * L;
+            hreal *hrow = h + row * W * 2 * C;
             for (long dh = 0; dh < k; dh++) {  /* taps point into the k zero-padded input rows */
                 const long yy = y + dh - pad;
                 const REAL *r = rows + k * Lp;  /* above or below the image: the zero row */
@@ -132,12 +177,26 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, REAL 
                 for (long dw = 0; dw < k; dw++) taps[dh * k + dw] = r + dw * cin;
             }
             for (long j = 0; j < n; j++) FN(tap_sum)(z + j * L, taps, f + j * T, T, L);
+#ifdef BF16  /* the rounding vectorises over whole rows, not over the cin values of a pixel */
+            FN(relu_pair)(pair, pair + n * L, z, n * L);
+            for (long w = 0; w < W; w++)
+                for (long j = 0; j < n; j++) {
+                    hreal *restrict pos = hrow + w * 2 * C + j * cin, *restrict neg = pos + C;
+                    const hreal *restrict zp = pair + j * L + w * cin, *restrict zn = zp + n * L;
+                    for (long c = 0; c < cin; c++) {
+                        pos[c] = zp[c];
+                        neg[c] = zn[c];
+                    }
+                }
+#else
             for (long w = 0; w < W; w++)
                 for (long j = 0; j < n; j++)
                     FN(relu_pair)(hrow + w * 2 * C + j * cin, hrow + w * 2 * C + C + j * cin, z + j * L + w * cin, cin);
+#endif
             FN(row_sums)(s, hrow, W, 2 * C);
         }
         free(buf);
+        free(pair);
     }
     const double M = (double)N * H * W;
     for (long i = 0; i < 2 * C; i++) {
@@ -157,28 +216,29 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, REAL 
 /* dz = dL/dz from dL/dh = G + alpha + beta h (BatchNorm's gradient, per channel affine in h): on z > 0 that of
  * relu(z), on z < 0 minus that of relu(-z), and 0 at z == 0 (ReLU's gradient at 0, as in PyTorch); then
  * dx = transposed depthwise convolution of dz with f. */
-int FN(factorized_backward)(REAL *restrict G, const REAL *restrict h, const REAL *restrict alpha,
+int FN(factorized_backward)(hreal *restrict G, const hreal *restrict h, const REAL *restrict alpha,
                             const REAL *restrict beta, const REAL *restrict f, REAL *restrict dx,
                             long N, long H, long W, long cin, long n, long k, int nthreads)
 {
     const long C = n * cin, T = k * k, M = N * H * W;
-    REAL *zeros = calloc((size_t)C, sizeof(REAL));  /* the taps read dz, the first C values of a pixel of G */
+    hreal *zeros = calloc((size_t)C, sizeof(hreal));  /* the taps read dz, the first C values of a pixel of G */
     if (!zeros) return 1;
     int failed = 0;
     /* dz overwrites the first half of G (a temporary chunk of images, see univenc.kernels.factorized_backward) */
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long m = 0; m < M; m++) {
-        REAL *restrict g = G + m * 2 * C;
-        const REAL *restrict p = h + m * 2 * C, *restrict q = p + C;
+        hreal *restrict g = G + m * 2 * C;
+        const hreal *restrict p = h + m * 2 * C, *restrict q = p + C;
         for (long i = 0; i < C; i++) {
-            const REAL dp = g[i] + alpha[i] + beta[i] * p[i];
-            const REAL dq = g[C + i] + alpha[C + i] + beta[C + i] * q[i];
-            g[i] = p[i] > 0 ? dp : (q[i] > 0 ? -dq : 0);
+            const REAL pi = ld(p[i]), qi = ld(q[i]);
+            const REAL dp = ld(g[i]) + alpha[i] + beta[i] * pi;
+            const REAL dq = ld(g[C + i]) + alpha[C + i] + beta[C + i] * qi;
+            g[i] = st(pi > 0 ? dp : (qi > 0 ? -dq : 0));
         }
     }
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
-        const REAL *taps[49];
+        const hreal *taps[49];
         REAL *restrict tmp = malloc((size_t)cin * sizeof(REAL));
         if (!tmp) failed = 1;
 #pragma omp for schedule(static)
@@ -189,9 +249,9 @@ int FN(factorized_backward)(REAL *restrict G, const REAL *restrict h, const REAL
                 FN(gather)(taps, G, zeros, b, y, w, H, W, 2 * C, k);
                 REAL *restrict out = dx + ((b * H + y) * W + w) * cin;
                 for (long j = 0; j < n; j++) {
-                    const REAL *shifted[49];
+                    const hreal *shifted[49];
                     for (long t = 0; t < T; t++) shifted[t] = taps[t] + j * cin;
-                    FN(tap_sum)(j ? tmp : out, shifted, f + j * T, T, cin);
+                    FN(tap_sum_h)(j ? tmp : out, shifted, f + j * T, T, cin);
                     if (j)
                         for (long c = 0; c < cin; c++) out[c] += tmp[c];
                 }
