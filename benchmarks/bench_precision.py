@@ -12,7 +12,8 @@ and the accuracies differ by less than the two float32 seeds do.
     python benchmarks/bench_precision.py --preset paper              # on a GPU (CUDA autocast)
     python benchmarks/bench_precision.py --preset cpu --threads 2    # on this CPU (CPU autocast)
 
-The float32 networks are the zoo's own (trained here when missing).
+Every network is trained here, in zoos of their own (``<preset>-fp32``, ``<preset>-bf16``), whatever the preset's
+own precision; a second invocation reuses them.
 """
 import argparse
 import dataclasses
@@ -66,8 +67,9 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    fp32 = get_preset(args.preset)
-    bf16 = dataclasses.replace(fp32, name=f"{fp32.name}-bf16", precision="bf16")
+    base = get_preset(args.preset)
+    fp32 = dataclasses.replace(base, name=f"{base.name}-fp32", precision="fp32")
+    bf16 = dataclasses.replace(base, name=f"{base.name}-bf16", precision="bf16")
     print(f"one step of {args.net} at init, bf16 autocast vs fp32 ({resolve_device()}):")
     print(gradient_error(args.net, fp32).to_string(index=False, float_format="{:.3f}".format))
     nets, rows = {}, []

@@ -28,7 +28,7 @@ from .spatial import (conv_weights, layer_maps, mean_spatial_covariance, padding
 from .storage import load_checkpoint, save_torch
 from .training import evaluate, tensor_batches
 from .catalogue import ABLATION_NETS, ABLATIONS, PAIRS, ZOO, ZOO_BY_NAME
-from .models import load_checkpoint_model
+from .models import for_inference, load_checkpoint_model
 from .presets import get_preset
 from .zoo import (ablation_checkpoint, build_model, checkpoint_path, load_net, load_task_for, zoo_checkpoints,
                   zoo_dir)
@@ -136,7 +136,7 @@ def probe_batches(preset, root=None, batch_size: int = 250):
 
 def random_init_net(name: str, preset, seed: int):
     """A randomly initialised network with the architecture of zoo entry ``name`` (null model)."""
-    return build_model(dataclasses.replace(ZOO_BY_NAME[name], init_seed=seed), preset, num_classes=10).eval()
+    return for_inference(build_model(dataclasses.replace(ZOO_BY_NAME[name], init_seed=seed), preset, num_classes=10))
 
 
 def _cache_ok(cache: Path, sources) -> bool:

@@ -143,4 +143,5 @@ def resolve_model(ref: str, arch: str | None = None, preset=None, root=None) -> 
             raise ModelReferenceError(f"{ref} returned a {type(model).__name__}, not an nn.Module")
     else:
         raise ModelReferenceError(f"cannot resolve the model {ref!r}: expected {FORMS}")
-    return model.eval()
+    from .models import for_inference
+    return for_inference(model)
