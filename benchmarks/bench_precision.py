@@ -11,6 +11,7 @@ and the accuracies differ by less than the two float32 seeds do.
 
     python benchmarks/bench_precision.py --preset paper              # on a GPU (CUDA autocast)
     python benchmarks/bench_precision.py --preset cpu --threads 2    # on this CPU (CPU autocast)
+    python benchmarks/bench_precision.py --preset cpu --threads 2 --seeds 1001 1002   # and two more seed pairs
 
 Every network is trained here, in zoos of their own (``<preset>-fp32``, ``<preset>-bf16``), whatever the preset's
 own precision; a second invocation reuses them.
@@ -58,12 +59,32 @@ def trained(name, p):
     return load_net(name, p), {"test_acc": log[-1]["test_acc"], "seconds": sum(r["seconds"] for r in log)}
 
 
+def seed_spread(name, fp32, bf16, seeds) -> pd.DataFrame:
+    """Test accuracy of ``name`` trained with other init and data seeds, in float32 and in bfloat16 (each pair with
+    the same seeds): the seed-to-seed spread of float32, and bf16 - fp32 at each seed."""
+    from univenc.zoo import _train_in_memory, train_config, zoo_dir
+
+    rows = []
+    for seed in seeds:
+        spec = dataclasses.replace(ZOO_BY_NAME[name], name=f"{name}_seed{seed}", init_seed=seed)
+        row = {"seed": seed}
+        for key, p in (("fp32", fp32), ("bf16", bf16)):
+            out = zoo_dir(p) / spec.name
+            ckpt = load_checkpoint(out / "final.pt") if (out / "final.pt").exists() else \
+                _train_in_memory(spec, p, train_config(spec, p), out, None, progress=False)
+            row[key] = ckpt["log"][-1]["test_acc"]
+        rows.append(row)
+    return pd.DataFrame(rows).assign(diff=lambda t: t.bf16 - t.fp32)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="auto")
     ap.add_argument("--net", default="fac_cifar10")
     ap.add_argument("--bis", default="fac_cifar10_bis", help="the same network with other init and data seeds")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=[], help="more init/data seeds, each trained in both "
+                    "precisions: the seed spread of the test accuracy")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,6 +107,12 @@ def main():
     print(table.to_string(index=False, float_format="{:.3f}".format))
     print(f"mean S: bf16 vs fp32 (same seeds) {table.iloc[:, 1].mean():.3f}; two fp32 seeds "
           f"{table.iloc[:, 2].mean():.3f}")
+    if args.seeds:
+        seeds = seed_spread(args.net, fp32, bf16, args.seeds)
+        print(seeds.to_string(index=False, float_format="{:.4f}".format))
+        accs = pd.concat([seeds.fp32, pd.Series([r["test_acc"] for r in rows if "bf16" not in r["network"]])])
+        print(f"fp32 test accuracy over {len(accs)} seeds: mean {accs.mean():.4f}, sd {accs.std():.4f}; "
+              f"bf16 - fp32 at the same seeds: " + ", ".join(f"{d:+.4f}" for d in seeds["diff"]))
 
 
 if __name__ == "__main__":

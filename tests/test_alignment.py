@@ -104,9 +104,11 @@ def test_pairing_errors_are_clear():
         analysed_layers(nn.Sequential(nn.Linear(3, 3)))
     deeper = nn.Sequential(small_net(0), nn.Conv2d(5, 5, 1))
     with pytest.raises(LayerPairingError, match="3 analysed layers.*4"):
-        pair_layers(small_net(0), deeper)
+        pair_layers(small_net(0), deeper, by="order")
     with pytest.raises(LayerPairingError, match="kernel sizes differ"):
-        pair_layers(small_net(0, k=3), small_net(0, k=5))
+        pair_layers(small_net(0, k=3), small_net(0, k=5), by="order")
+    with pytest.raises(LayerPairingError, match="network b has no layer 2, 4"):
+        pair_layers(small_net(0), nn.Sequential(nn.Conv2d(3, 5, 3)), by="name")
 
 
 def test_empty_loader_is_rejected():

@@ -88,7 +88,7 @@ def test_compare_two_user_models_writes_table_and_figures(factories, capsys, tmp
           "--draws", "2", "--out", str(tmp_path / "out"), "--format", "json"])
     import json
     rows = json.loads(capsys.readouterr().out)
-    assert [r["layer_a"] for r in rows] == ["0", "3"] and all("S" in r and "floor" in r for r in rows)
+    assert [r["layer_a"] for r in rows] == ["0", "3", "7"] and all("S" in r and "floor" in r for r in rows)  # 7: linear
     for f in ("compare.csv", "compare.json", "cosine_matrices.png", "similarity.pdf"):
         assert (tmp_path / "out" / f).exists(), f
 
@@ -150,7 +150,7 @@ def test_layers_are_paired_by_name_else_by_order_or_explicitly():
     with pytest.raises(LayerPairingError, match="no analysed layer named third"):
         pair_layers(a, named, pairs=[("0", "third")])
     with pytest.raises(LayerPairingError, match="kernel sizes differ"):
-        pair_layers(a, nn.Sequential(nn.Conv2d(3, 4, 5), nn.Conv2d(4, 4, 3)))
+        pair_layers(a, nn.Sequential(nn.Conv2d(3, 4, 5), nn.Conv2d(4, 4, 3)), by="order")
 
 
 def test_timm_and_zoo_references(tmp_path):
@@ -165,3 +165,63 @@ def test_fold_bn_option(capsys):
     main(["spatial", "torchvision:resnet18", "--fold-bn", "--format", "json"])
     captured = capsys.readouterr()
     assert "folded the BatchNorm scale into 20 conv layers" in captured.err and '"layer":"layer4.1.conv2"' in captured.out
+
+
+def test_init_gives_the_travel_column_and_epoch_000_is_found_beside_a_checkpoint(factories, capsys, tmp_path):
+    import mymodels
+    torch.save(mymodels.tiny_net().state_dict(), tmp_path / "init.pt")
+    moved = mymodels.tiny_net()
+    with torch.no_grad():
+        moved[3].weight.mul_(3.0)
+    torch.save(moved.state_dict(), tmp_path / "moved.pt")
+    main(["spatial", str(tmp_path / "moved.pt"), "--arch", "mymodels:tiny_net", "--init", str(tmp_path / "init.pt"),
+          "--format", "json"])
+    import json
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["travel"] for r in rows if r["kind"] == "Conv2d"] == pytest.approx([0.0, 2.0])
+    # a zoo-style folder: epoch_000.pt beside the checkpoint is the initialisation
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"state_dict": mymodels.tiny_net().state_dict()}, run / "epoch_000.pt")
+    torch.save(moved.state_dict(), run / "final.pt")
+    main(["spatial", str(run / "final.pt"), "--arch", "mymodels:tiny_net", "--format", "json"])
+    assert [r["travel"] for r in json.loads(capsys.readouterr().out) if r["kind"] == "Conv2d"] == \
+        pytest.approx([0.0, 2.0])
+    fails(["spatial", str(tmp_path / "moved.pt"), str(tmp_path / "moved.pt"), "--arch", "mymodels:tiny_net",
+           "--init", str(tmp_path / "init.pt")], capsys, "one initial-weights file per model")
+
+
+@needs("cifar10")
+def test_two_architectures_compared_by_map_every_layer_listed_and_their_bad_inputs(factories, capsys):
+    import json
+    main(["compare", "mymodels:tiny_net", "torchvision:resnet18", "--num-classes", "10", "--data", "cifar10",
+          "--images", "16", "--draws", "2", "--format", "json"])
+    out = capsys.readouterr()
+    rows = json.loads(out.out)
+    compared = [r for r in rows if r["layer_a"] and r["layer_b"]]
+    assert compared and all(r["status"] in ("defined", "S undefined (ceiling ≈ floor)",
+                                            "S undefined (no eigenvalue above the noise)") for r in compared)
+    listed = {r["layer_b"] for r in rows if r["layer_b"]}
+    assert "fc" in listed and "layer4.1.conv2" in listed  # every weight layer of the ResNet, compared or not
+    assert "How to read S" in out.err and "scores above 1" in out.err
+    # an unmappable pair, a model without any analysable layer, a mapping that names a missing layer
+    fails(["compare", "mymodels:tiny_net", "mymodels:tiny_net_b", "--data", "cifar10", "--images", "8",
+           "--pairs", "0=3"], capsys, "cannot be aligned")
+    fails(["compare", "mymodels:depthwise_only", "mymodels:tiny_net", "--data", "cifar10", "--images", "8"],
+          capsys, "no nn.Conv2d layer (with groups=1)")
+    fails(["compare", "mymodels:tiny_net", "mymodels:tiny_net_b", "--data", "cifar10", "--images", "8",
+           "--pairs", "0=conv9"], capsys, "no analysed layer named conv9 (network b)")
+
+
+def test_a_state_dict_with_another_class_count_loads_without_a_factory(tmp_path, capsys):
+    import torchvision
+    net = torchvision.models.resnet18(num_classes=10)
+    torch.save(net.state_dict(), tmp_path / "cifar_resnet.pt")
+    loaded = resolve_model(str(tmp_path / "cifar_resnet.pt"), arch="torchvision:resnet18")  # 10 classes, read
+    assert loaded.fc.out_features == 10 and torch.equal(loaded.fc.weight, net.fc.weight)
+    assert resolve_model("torchvision:resnet18", num_classes=7).fc.out_features == 7
+    main(["spatial", str(tmp_path / "cifar_resnet.pt"), "--arch", "torchvision:resnet18", "--format", "json"])
+    assert "layer1.0.conv1" in capsys.readouterr().out
+    torch.save({k: v for k, v in net.state_dict().items() if k != "fc.bias"}, tmp_path / "broken.pt")
+    with pytest.raises(ModelReferenceError, match="missing keys: fc.bias"):
+        resolve_model(str(tmp_path / "broken.pt"), arch="torchvision:resnet18")

@@ -45,7 +45,7 @@ def test_compare_timm_resnet_pair_and_report():
     res = compare(a, b, batches(1), n_draws=2, n_vectors=8, progress=False)
     assert len(res.table) == 20  # 17 3x3/7x7 convs + 3 downsample 1x1 convs, paired by order
     rep = spatial_report(a)
-    assert (rep.status == "1x1: no spatial structure").sum() == 3 and len(rep) == 20
+    assert (rep.status == "1x1: no spatial structure").sum() == 3 and len(rep) == 21  # and the fc layer
 
 
 def test_compare_many_equals_compare_pair_by_pair():
@@ -61,3 +61,59 @@ def test_compare_many_equals_compare_pair_by_pair():
         assert many[(a, b)].table.equals(one.table)
         for layer, cos in one.cosines.items():
             np.testing.assert_array_equal(many[(a, b)].cosines[layer]["aligned"], cos["aligned"])
+
+
+def _two_layer(c, m=6, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.ReLU(),
+                         nn.Conv2d(c, m, 3, padding=1, bias=False)).double()
+
+
+def test_equal_widths_give_the_same_numbers_through_the_cross_architecture_path():
+    from univenc.models import VGG
+    torch.manual_seed(0)
+    a, b = VGG(10, 3, 0.125).eval(), VGG(10, 3, 0.125).eval()
+    renamed = nn.Sequential(b.features)  # other layer names: paired by input map size and stage
+    x = [torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))]
+    same = compare(a, b, x, n_draws=2, progress=False).table
+    cross = compare(a.features, renamed, x, n_draws=2, progress=False, by="map").table
+    assert list(cross.layer_b) == ["0." + n.split(".", 1)[1] for n in same.layer_b]
+    for col in ("d", "cos_bw", "floor", "ceiling", "S", "S_spread", "r_eff_a", "r_eff_b"):
+        np.testing.assert_array_equal(cross[col].to_numpy(), same[col].to_numpy(), err_msg=col)
+
+
+def test_a_network_embedded_in_a_wider_one_is_compared_in_the_narrower_space():
+    """b holds a's 5 channels and 3 dead ones after its first layer, and reads them with a's weights plus noise on
+    the dead ones: aligned, b's second-layer covariance projected into a's 5-channel space is a's exactly."""
+    a, b = _two_layer(5), _two_layer(8, seed=1)
+    with torch.no_grad():
+        a[2].weight.normal_(0, 2.0)  # far above the init noise: eq. 3 keeps its spectrum
+        b[0].weight.zero_()
+        b[0].weight[:5] = a[0].weight
+        b[2].weight[:, :5] = a[2].weight
+        b[2].weight[:, 5:] = torch.randn(6, 3, 3, 3, dtype=torch.float64)
+    x = [torch.randn(16, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(2))]
+    for net_a, net_b in ((a, b), (b, a)):  # narrower space on either side
+        t = compare(net_a, net_b, x, n_draws=3, progress=False, by="order").table
+        assert list(t.d) == [27, 45]  # 3 x 3^2, then min(5, 8) x 3^2
+        assert t.cos_bw.iloc[1] == pytest.approx(1.0, abs=1e-6)
+    wide = compare(b, a, x, n_draws=3, progress=False, by="order").table
+    assert 0 <= wide.floor.iloc[1] < wide.ceiling.iloc[1] <= 1
+
+
+def test_layers_of_other_kernel_sizes_are_compared_over_their_channels():
+    a = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1, bias=False))
+    b = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(8, 6, 1, bias=False))
+    x = [torch.randn(8, 3, 12, 12, generator=torch.Generator().manual_seed(3))]
+    t = compare(a, b, x, n_draws=2, progress=False).table  # auto: the second layers differ, so by map
+    assert list(t.view) == ["full", "channels"] and list(t.d) == [27, 8]
+    assert t.cos_bw.between(0, 1).all()
+
+
+def test_s_is_undefined_where_the_ceiling_comes_close_to_the_floor():
+    from univenc.similarity import MIN_CEILING_GAP, NormalisedSimilarity
+    close = NormalisedSimilarity(0.5, np.array([0.40, 0.41]), np.array([0.42, 0.43]))
+    assert np.isnan(close.value) and np.isnan(close.spread) and close.status == "S undefined (ceiling ≈ floor)"
+    fine = NormalisedSimilarity(0.5, np.array([0.2, 0.2]), np.array([0.2 + MIN_CEILING_GAP, 0.8]))
+    assert fine.status == "defined" and fine.value == pytest.approx((0.5 - 0.2) / (0.5 + MIN_CEILING_GAP / 2 - 0.2))
+    assert NormalisedSimilarity(0.5, np.array([0.3]), np.array([0.2])).status.endswith("above the noise)")

@@ -181,6 +181,29 @@ def test_bf16_factorized_block_is_at_bfloat16_rounding_level(cin, cout, hw):
     assert [t.dtype for t in fast._h_pool.free] == [torch.bfloat16]  # the compiled path ran: its h came back
 
 
+def test_inference_through_the_kernel_equals_the_naive_block_and_hooks_still_see_bn_output():
+    """Eval mode without autograd takes the compiled forward with BatchNorm folded in: the naive block's outputs.
+    A forward hook on ``pointwise`` (as the alignment registers) sends it through the naive path, so that the hook
+    sees BatchNorm's output, the 1x1 conv's true input."""
+    if kernels.load(torch.float64) is None:
+        pytest.skip("no C compiler here: the compiled kernels cannot be built")
+    torch.manual_seed(0)
+    _, fast, naive = fast_and_naive_blocks(6, 4, 3)
+    for _ in range(2):  # running statistics away from their initial values
+        x = torch.randn(4, 6, 8, 8, dtype=torch.float64)
+        fast(x), naive(x)
+    fast.eval(), naive.eval()
+    x = torch.randn(3, 6, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert not fast._observed()
+        torch.testing.assert_close(fast(x), naive(x), rtol=1e-10, atol=1e-10)
+        seen = []
+        handle = fast.pointwise.register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
+        torch.testing.assert_close(fast(x), naive(x), rtol=1e-10, atol=1e-10)
+        handle.remove()
+    torch.testing.assert_close(seen[0], naive.bn(naive.depthwise(x).relu()), rtol=1e-10, atol=1e-10)
+
+
 def test_kernels_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("UNIVENC_NO_KERNELS", "1")
     kernels.load.cache_clear()

@@ -45,7 +45,7 @@ def test_a_job_killed_mid_run_is_resumed_to_the_uninterrupted_weights(tmp_path):
     ref = run_zoo(PRESET, ref_root, OPTIONS, only=NETS, progress=False)
     assert sorted(ref.status) == ["trained", "trained"]
     pids = {int((Z.checkpoint_path(n, PRESET, ref_root).parent / ".lock").read_text()) for n in NETS}
-    assert len(pids) == 2 and os.getpid() not in pids  # two jobs shared the list, each in a process of its own
+    assert os.getpid() not in pids  # each network trained in a job process (one job may take both under load)
 
     # one job trains both networks one after the other; it is killed during the first (the longest)
     first, second = [t.name for t in longest_first([Task(n) for n in NETS], PRESET)]

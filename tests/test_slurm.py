@@ -66,7 +66,7 @@ def test_the_zoo_through_slurm_and_a_cancelled_job_resumed(slurm, tmp_path):
         job_id = log.parent.name
         assert "#SBATCH" in (log.parent / f"{job_id}_submission.sh").read_text()
         assert f"JobEnvironment(job_id={job_id}," in log.with_suffix(".out").read_text()
-    assert len({Path(log).parent.name for log in ref.log}) == 2  # two jobs
+    assert 1 <= len({Path(log).parent.name for log in ref.log}) <= 2  # the first job may take both before the other
 
     # one job trains both networks; it is cancelled while it trains the first
     folder = Z.checkpoint_path(NETS[0], PRESET, root).parent

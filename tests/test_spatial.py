@@ -8,7 +8,8 @@ import torch
 import torchvision
 from torch import nn
 
-from univenc.spatial import (PADDING_STATUS, layer_input_sizes, random_init_weights, spatial_covariance,
+from univenc.spatial import (PADDING_STATUS, canonical_score_table, layer_input_sizes, random_init_weights,
+                             spatial_covariance,
                              spatial_eigenvectors, spatial_report, spatial_similarity, to_common_grid)
 
 
@@ -85,13 +86,14 @@ def test_random_init_is_pytorch_default_and_scores_low():
 
 def test_report_on_torchvision_vgg_and_grouped_convs():
     rep = spatial_report(torchvision.models.vgg11())
-    assert isinstance(rep, pd.DataFrame) and len(rep) == 8
-    assert set(rep.status) == {"analysed"}
-    assert np.all((rep.top5 >= rep.top3) & (rep.top3 >= rep.top1))
+    assert isinstance(rep, pd.DataFrame) and len(rep) == 11  # 8 convs and the 3 linear layers of the classifier
+    assert set(rep.status[:8]) == {"analysed"} and rep.status[8:].str.startswith("not analysed: linear").all()
+    convs = rep[:8]
+    assert np.all((convs.top5 >= convs.top3) & (convs.top3 >= convs.top1))
     net = nn.Sequential(nn.Conv2d(4, 8, 3, groups=4), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3, groups=8))
     rep = spatial_report(net)
     assert list(rep.status) == ["analysed per group (4 groups)", "1x1: no spatial structure",
-                                "analysed per group (8 groups)"]
+                                "analysed (depthwise: one kernel per channel, so no channel covariance)"]
     with pytest.raises(ValueError, match="no nn.Conv2d"):
         spatial_report(nn.Sequential(nn.Linear(2, 2)))
 
@@ -142,6 +144,7 @@ def test_a_conv_on_a_1x1_map_looks_universal_but_is_flagged_padding_dominated():
     assert score(6) > 0.9 and score(6) > score(0) and score(6) > null + 0.3
     # ... and the report flags exactly the layers whose map is not larger than k
     report = spatial_report(a, input_size=(3, 4, 4))
+    report = report[report.kind == "Conv2d"]  # its linear classifier is listed too
     assert report["map"].tolist() == [4, 2, 1]
     assert (report.status == PADDING_STATUS).tolist() == [False, True, True]
 
@@ -149,7 +152,7 @@ def test_a_conv_on_a_1x1_map_looks_universal_but_is_flagged_padding_dominated():
 def test_vgg11_map_sizes_and_flags_for_k_3_5_7():
     from univenc.models import VGG
     for k, flagged in ((3, [7, 8]), (5, [5, 6, 7, 8]), (7, [5, 6, 7, 8])):
-        report = spatial_report(VGG(kernel_size=k, width=0.125), input_size=(3, 32, 32))
+        report = spatial_report(VGG(kernel_size=k, width=0.125), input_size=(3, 32, 32)).iloc[:8]  # the convs
         assert report["map"].tolist() == [32, 16, 8, 8, 4, 4, 2, 2]
         assert [i + 1 for i in np.flatnonzero(report.status == PADDING_STATUS)] == flagged, k
 
@@ -162,3 +165,29 @@ def test_map_sizes_unknown_and_impossible_inputs():
         layer_input_sizes(net, (3, 8, 8))  # the linear head expects a 1x1 map
     with pytest.raises(ValueError, match="input_size must be"):
         layer_input_sizes(net, (4, 4))
+
+
+def test_every_weight_layer_of_a_convnext_and_a_vit_is_listed_with_its_status():
+    """Depthwise 7x7 kernels and 2x2 downsampling convs (ConvNeXt), a patch embedding and linear attention and MLP
+    projections (ViT): every weight layer gets a row, analysed or not and why; a 2x2 conv has 4 eigenvectors."""
+    import timm
+    convnext = timm.create_model("convnext_atto", num_classes=10, patch_size=2)
+    rep = spatial_report(convnext, (3, 32, 32))
+    weight_layers = [n for n, m in convnext.named_modules() if getattr(m, "weight", None) is not None
+                     and m.weight.dim() >= 2]
+    assert list(rep.layer) == weight_layers
+    dw = rep[rep.layer == "stages.0.blocks.0.conv_dw"].iloc[0]
+    assert dw.status.startswith("analysed (depthwise") and dw.k == 7 and dw["map"] == 8  # stride 4 by stage 0
+    down = rep[rep.layer == "stages.1.downsample.1"].iloc[0]  # 2x2, stride 2: 4 eigenvectors
+    assert "has 4 spatial eigenvectors" in down.status and np.isnan(down.top5) and down.top3 <= 1
+    scores = canonical_score_table(convnext, (3, 32, 32), null_seeds=2)
+    assert np.isnan(scores.set_index("layer").score["stages.1.downsample.1"])  # not scored: fewer than 5
+    assert scores.set_index("layer").score["stages.0.blocks.0.conv_dw"] > 0
+
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=32, patch_size=4, embed_dim=64, depth=2,
+                            num_heads=2)
+    rep = spatial_report(vit, (3, 32, 32))
+    assert rep.status.iloc[0] == "analysed (patch embedding: stride = kernel)" and rep.k.iloc[0] == 4
+    linear = rep[rep.kind == "Linear"]
+    assert len(linear) == 2 * 4 + 1 and linear.status.str.startswith("not analysed: linear").all()
+    assert len(rep) == 1 + len(linear)

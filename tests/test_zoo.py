@@ -173,8 +173,10 @@ def test_zoo_table_is_read_from_the_checkpoints(tmp_path):
         ("vgg_k3_cifar10_random", "random a", 50, 2, "onecycle")
     assert row.train_acc == ckpt["train_eval_acc"] and row.test_acc == ckpt["log"][-1]["test_acc"]
     assert list(pd.read_csv(tmp_path / "zoo.csv").columns) == [
-        "preset", "name", "arch", "task", "labels", "train_images", "epochs", "lr", "schedule", "train_acc",
-        "test_acc", "seconds"]
+        "preset", "name", "arch", "task", "labels", "train_images", "epochs", "lr", "schedule", "precision",
+        "train_acc", "test_acc", "seconds", "travel_mean", "travel_min", "top5_mean", "top5_isotropic"]
+    assert row.precision in ("fp32", "bf16") and 0 < row.travel_min <= row.travel_mean  # it moved from its init
+    assert row.top5_isotropic == pytest.approx(5 / 9)
 
 
 def test_a_dry_run_keeps_the_preset_and_stops_after_its_steps():

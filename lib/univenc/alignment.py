@@ -34,14 +34,23 @@ def analysed_layers(model: nn.Module, include_linear: bool = False):
     return layers
 
 
-def pair_layers(net_a: nn.Module, net_b: nn.Module, include_linear: bool = False, pairs=None):
+def pair_layers(net_a: nn.Module, net_b: nn.Module, include_linear: bool = False, pairs=None, by: str = "auto",
+                input_size=None):
     """Pair the analysed layers of two networks: a list of ((name_a, module_a), (name_b, module_b)).
 
-    pairs : explicit [(name_a, name_b), ...]; else by name when both networks have the same layer names
-        (two networks of one architecture), else by order.
-    Raises :class:`LayerPairingError` when names are unknown, the numbers of layers differ, or a pair has
-    different layer types or kernel sizes."""
+    pairs : explicit [(name_a, name_b), ...].
+    by : "name" (two networks of one architecture), "order" (the same number of layers), "map" (two architectures:
+        the conv layers of each input map size, a stage, paired at the same relative depth within it, as many as
+        the shorter stage has; layers of a map size the other network does not have stay unpaired), or "auto":
+        name when both networks have the same layer names, else order when they have as many layers of the same
+        kinds and kernel sizes, else map.
+    input_size : (C, H, W) of both networks' input, for "map" (default: each network's own, as
+        :func:`univenc.spatial.default_input_size` knows it, else 3 x 32 x 32).
+    Raises :class:`LayerPairingError` when names are unknown, when "order" meets layers of different kinds, or when
+    no pair can be formed."""
     la, lb = analysed_layers(net_a, include_linear), analysed_layers(net_b, include_linear)
+    if by not in ("auto", "name", "order", "map"):
+        raise ValueError(f"by must be 'auto', 'name', 'order' or 'map', got {by!r}")
     if pairs is not None:
         da, db = dict(la), dict(lb)
         unknown = [f"{a} (network a)" for a, _ in pairs if a not in da] + \
@@ -49,21 +58,56 @@ def pair_layers(net_a: nn.Module, net_b: nn.Module, include_linear: bool = False
         if unknown:
             raise LayerPairingError(f"cannot pair: no analysed layer named {', '.join(unknown)}; the analysed "
                                     f"layers are a: {', '.join(da)}; b: {', '.join(db)}")
-        paired = [((a, da[a]), (b, db[b])) for a, b in pairs]
-    elif {n for n, _ in la} == {n for n, _ in lb}:
+        return [((a, da[a]), (b, db[b])) for a, b in pairs]
+    same_kinds = len(la) == len(lb) and all(_kind(ma) == _kind(mb) for (_, ma), (_, mb) in zip(la, lb))
+    if by == "name" or (by == "auto" and {n for n, _ in la} == {n for n, _ in lb}):
         db = dict(lb)
-        paired = [((n, m), (n, db[n])) for n, m in la]
-    elif len(la) != len(lb):
-        raise LayerPairingError(
-            f"cannot pair layers: network a has {len(la)} analysed layers ({', '.join(n for n, _ in la)}) and "
-            f"network b has {len(lb)} ({', '.join(n for n, _ in lb)}). Compare networks of the same depth, pass "
-            f"pairs=[(name_a, name_b), ...] (--pairs a=b,...), or pass the sub-modules to compare.")
-    else:
-        paired = list(zip(la, lb))
-    for (na, ma), (nb, mb) in paired:
-        if type(ma) is not type(mb) or getattr(ma, "kernel_size", None) != getattr(mb, "kernel_size", None):
-            raise LayerPairingError(f"cannot pair layer {na} ({ma}) of network a with {nb} ({mb}) of network b: "
-                                    f"layer types or kernel sizes differ")
+        missing = [n for n, _ in la if n not in db]
+        if missing:
+            raise LayerPairingError(f"cannot pair by name: network b has no layer {', '.join(missing)}")
+        return [((n, m), (n, db[n])) for n, m in la]
+    if by == "order" or (by == "auto" and same_kinds):
+        if len(la) != len(lb):
+            raise LayerPairingError(
+                f"cannot pair layers: network a has {len(la)} analysed layers ({', '.join(n for n, _ in la)}) and "
+                f"network b has {len(lb)} ({', '.join(n for n, _ in lb)}). Compare networks of the same depth, pass "
+                f"pairs=[(name_a, name_b), ...] (--pairs a=b,...), or pair by input map size (by='map').")
+        for (na, ma), (nb, mb) in zip(la, lb):
+            if _kind(ma) != _kind(mb):
+                raise LayerPairingError(f"cannot pair layer {na} ({ma}) of network a with {nb} ({mb}) of network "
+                                        f"b: layer types or kernel sizes differ")
+        return list(zip(la, lb))
+    return _pair_by_map(net_a, net_b, la, lb, input_size)
+
+
+def _kind(m: nn.Module):
+    return type(m), getattr(m, "kernel_size", None)
+
+
+def _stages(net: nn.Module, layers, input_size) -> dict:
+    """{input map size: [(name, module), ...] in module order} of the conv layers among ``layers``."""
+    from .spatial import default_input_size, layer_input_sizes
+
+    sizes = layer_input_sizes(net, input_size or default_input_size(net) or (3, 32, 32))
+    stages = {}
+    for name, m in layers:
+        if isinstance(m, nn.Conv2d) and name in sizes:
+            stages.setdefault(sizes[name], []).append((name, m))
+    return stages
+
+
+def _pair_by_map(net_a, net_b, la, lb, input_size):
+    sa, sb = _stages(net_a, la, input_size), _stages(net_b, lb, input_size)
+    paired = []
+    for size in sorted(set(sa) & set(sb), key=lambda hw: -hw[0] * hw[1]):  # from the largest maps down
+        a, b = sa[size], sb[size]
+        short, long_, flip = (a, b, False) if len(a) <= len(b) else (b, a, True)
+        for i, layer in enumerate(short):  # the same relative depth within the stage (the last ones meet)
+            j = round((i + 1) * len(long_) / len(short)) - 1
+            paired.append((long_[j], layer) if flip else (layer, long_[j]))
+    if not paired:
+        raise LayerPairingError(f"cannot pair layers: the two networks' conv layers share no input map size (a: "
+                                f"{sorted(sa)}, b: {sorted(sb)}). Pass pairs=[(name_a, name_b), ...] (--pairs).")
     return paired
 
 
@@ -147,6 +191,11 @@ def accumulate_pair_statistics(nets: dict, layer_pairs: dict, batches, full: boo
                 for i, ((na, ma), (nb, mb)) in enumerate(layers):
                     pa = captured[id(ma)]
                     pb = captured[id(mb)].to(pa.device)
+                    if len(pa) != len(pb):
+                        raise LayerPairingError(
+                            f"layers {na} and {nb} cannot be aligned: their inputs hold {len(pa)} and {len(pb)} "
+                            f"samples per batch (input maps of other sizes, or tokens against pixels). Pair layers "
+                            f"that see inputs of the same size.")
                     s = stats[pair][i]
                     if s is None:
                         s = stats[pair][i] = InputStatistics(np.zeros((pb.shape[1], pa.shape[1])), names=(na, nb))

@@ -12,16 +12,17 @@ the all-layers version of claim 2 to show the artefact.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 import numpy as np
 from scipy.stats import spearmanr
 
 from . import experiments as ex
-from .storage import atomic_write, save_json
 from .catalogue import NATURAL_NETS
 from .presets import Preset, get_preset
+from .storage import atomic_write, save_json
+from .travel import LOW_TRAVEL_FRACTION, low_travel
 
 __all__ = ["Claim", "Context", "CLAIMS", "evaluate_claims", "write_claims", "natural_pairs", "control_pairs"]
 
@@ -42,6 +43,16 @@ class Claim:
     passed: bool | None   # None: not tested (see value)
     datasets: str
     preset: str
+    # The number the criterion is decided on, for the scaling study: {"value", "threshold", "direction" (">=" or
+    # "<="), "null", "spread"} (NaN where a claim has none).
+    numbers: dict = field(default_factory=dict)
+    networks: list = field(default_factory=list)   # the zoo networks whose weights the statistic uses
+    moved_little: list = field(default_factory=list)  # those of them that hardly left their init (univenc.travel)
+
+
+def _numbers(value, threshold, direction=">=", null=np.nan, spread=np.nan) -> dict:
+    return dict(value=float(value), threshold=float(threshold), direction=direction, null=float(null),
+                spread=float(spread))
 
 
 @dataclass
@@ -57,6 +68,12 @@ class Context:
 
     def group(self, name):
         return self.pairs[self.pairs.group == name] if not self.pairs.empty else self.pairs
+
+    @cached_property
+    def moved_little(self) -> list[str]:
+        """The zoo's networks whose weights moved less than ``univenc.travel.LOW_TRAVEL_FRACTION`` of the median
+        travel of its true-label networks."""
+        return low_travel(ex.zoo_table(self.preset, self.root))
 
     def not_tested(self, cid, claim, why, datasets=""):
         return Claim(cid, claim, "", "", f"not tested: {why}", "", None, datasets, self.preset.name)
@@ -90,10 +107,14 @@ def _spatial_pairs_claim(ctx, cid, text, names, datasets, all_layers=False, agai
     missing = [n for n in names if n not in ex.trained(names, p, ctx.root)]
     if missing:
         value += f" (not trained, dataset absent: {', '.join(missing)})"
+    worst = per_pair.score.idxmin()
     return Claim(cid, text, f"mean over {which} of the matched |cos| of the top-5 spatial eigenvectors "
                  "(common grid: resampling)",
                  f"every pair >= {MIN_SPATIAL_SCORE} and > null + {NULL_SIGMAS:g} sd (null: random-init "
-                 f"weights of the same shapes)", value, null, bool(ok.all()), datasets, p.name)
+                 f"weights of the same shapes)", value, null, bool(ok.all()), datasets, p.name,
+                 _numbers(per_pair.score.min(), MIN_SPATIAL_SCORE, null=per_pair.null[worst],
+                          spread=per_pair.null_std[worst]),
+                 sorted(set(per_pair.index.get_level_values(0)) | set(per_pair.index.get_level_values(1))))
 
 
 SIZES = ["vgg_k3_cifar10", "vgg_k5_cifar10", "vgg_k7_cifar10"]
@@ -131,7 +152,7 @@ def claim_3_first_layer(ctx):
                   f"{_layers(r.deeper_layers)}; excluded, map ≤ k: {_layers(r.excluded_layers)})"
                   for r in first.itertuples()),
         "; ".join(f"{r.null_mean:.3f}" for r in first.itertuples()), bool((gap >= 0.1).all()), "CIFAR-10",
-        ctx.preset.name)
+        ctx.preset.name, _numbers(gap.min(), 0.1, null=0.0), sorted(first.net))
 
 
 def claim_4_alignment(ctx):
@@ -154,7 +175,8 @@ def claim_4_alignment(ctx):
         "mean over layers >= 2 of the leading eigenvectors' best |cos| (top r = r_eff), aligned vs unaligned",
         f"aligned > 2 x unaligned and > null + {NULL_SIGMAS:g} sd (null: two random-init networks, aligned)",
         f"aligned {al.mean():.3f}, unaligned {un.mean():.3f}", f"{nal.mean():.3f}±{nal.std():.3f}",
-        bool(ok), "CIFAR-10 (probe: CIFAR-10 test images)", p.name)
+        bool(ok), "CIFAR-10 (probe: CIFAR-10 test images)", p.name,
+        _numbers(al.mean() / un.mean(), 2.0, null=nal.mean() / un.mean()), list(pair))
 
 
 def claim_5_truncation(ctx):
@@ -173,7 +195,8 @@ def claim_5_truncation(ctx):
         f"min per layer {ratio.min():.3f} (mean {ratio.mean():.3f}); all layers at once {joint:.3f}; "
         f"r_eff = {', '.join(f'{r:.1f}' for r in at.r_eff)}",
         f"random directions of the same rank: min {rand.min():.3f}, mean {rand.mean():.3f}",
-        bool(ratio.min() >= 0.9), "CIFAR-10", p.name)
+        bool(ratio.min() >= 0.9), "CIFAR-10", p.name, _numbers(ratio.min(), 0.9, null=rand.min()),
+        ["vgg_k3_cifar10"])
 
 
 def natural_pairs(pairs):
@@ -211,7 +234,10 @@ def claim_6_natural_datasets(ctx):
         "S = 0 is the random-rotation floor (cos_bw floor by layer: "
         + ", ".join(f"{f:.2f}" for f in by_depth["floor"]) + ")",
         bool(n_high >= 3 and rho < 0), ", ".join(u.replace("fac_", "") for u in used)
-        + (f" (not trained, dataset absent: {', '.join(untrained)})" if untrained else ""), ctx.preset.name)
+        + (f" (not trained, dataset absent: {', '.join(untrained)})" if untrained else ""), ctx.preset.name,
+        # decided on the third-highest layer's S (>= 0.5 means 3 layers at 0.5 or more); rho is the second condition
+        _numbers(np.sort(by_depth.S.to_numpy())[-3] if len(by_depth) >= 3 else np.nan, 0.5, null=0.0,
+                 spread=float(np.sqrt((nat.S_spread ** 2).mean()))), used)
 
 
 def claim_7_true_vs_random(ctx):
@@ -230,7 +256,10 @@ def claim_7_true_vs_random(ctx):
         "S(random a, random b) >= S(true, random) + 0.2, and S(true, random) < 0.5",
         f"S(true, random) = {s_tr:.3f}; S(random a, random b) = {s_rr:.3f}; all layers: "
         f"{tr.S.mean():.3f} vs {rr.S.mean():.3f}", "0 (random-rotation floor)",
-        bool(s_rr >= s_tr + 0.2 and s_tr < 0.5), "CIFAR-10 (true and random labels)", ctx.preset.name)
+        bool(s_rr >= s_tr + 0.2 and s_tr < 0.5), "CIFAR-10 (true and random labels)", ctx.preset.name,
+        _numbers(s_rr - s_tr, 0.2, null=0.0, spread=float(np.sqrt((tr[tr.depth <= 3].S_spread ** 2).mean()
+                                                                  + (rr[rr.depth <= 3].S_spread ** 2).mean()))),
+        ["fac_cifar10", "fac_cifar10_random_a", "fac_cifar10_random_b"])
 
 
 def claim_8_effective_rank(ctx):
@@ -251,7 +280,8 @@ def claim_8_effective_rank(ctx):
         f"rho = {rho:.2f}; r_eff by layer (CIFAR-10): " + ", ".join(f"{r:.1f}" for r in c10.r_eff)
         + "; mean r_eff: " + ", ".join(f"{n.replace('fac_', '')} {v:.1f}" for n, v in means.items()),
         f"random-init network: mean r_eff {null_rank:.2f}", bool(rho >= 0.5 and monotone),
-        ", ".join(n.replace("fac_", "") for n in means.index), p.name)
+        ", ".join(n.replace("fac_", "") for n in means.index), p.name, _numbers(rho, 0.5, null=0.0),
+        list(means.index))
 
 
 # The non-natural controls of claim 9 and of the spatial row 13: {label: (factorized net, standard net)}.
@@ -274,7 +304,9 @@ def _claim_9_control(ctx, label):
         cid, text, f"mean S over layers and pairs: {label} vs natural, natural vs natural",
         f"S({label}, natural) < S(natural, natural) by more than the floor/ceiling spread",
         f"S(natural, natural) = {s_nat:.3f}; S({label}, natural) = {s_ctl:.3f}", f"spread {spread:.3f}",
-        bool(s_nat - s_ctl > spread), f"{net.replace('fac_', '')} vs CIFAR variants", ctx.preset.name)
+        bool(s_nat - s_ctl > spread), f"{net.replace('fac_', '')} vs CIFAR variants", ctx.preset.name,
+        _numbers(s_nat - s_ctl, spread, null=0.0, spread=spread),
+        sorted({net} | set(nat.net_a) | set(nat.net_b)))
 
 
 def claim_9_non_natural(ctx):
@@ -304,7 +336,8 @@ def claim_10_twins_grow(ctx):
         + f"; rho = {rho:.2f}; rise {rise:.2f} ({s.shape[1]} layers)",
         f"S = 0: random-rotation floor; at epoch 0 (random init) mean S = {at0:.2f}"
         + (" (undefined where no eigenvalue is above the noise)" if np.isnan(at0) else ""),
-        bool(rho >= 0.5 and rise >= 0.1), "CIFAR-10", ctx.preset.name)
+        bool(rho >= 0.5 and rise >= 0.1), "CIFAR-10", ctx.preset.name,
+        _numbers(rise, 0.1, null=0.0), ["fac_cifar10", "fac_cifar10_bis"])
 
 
 def claim_11_robust(ctx):
@@ -326,7 +359,8 @@ def claim_11_robust(ctx):
         "; ".join(f"{r.setting}: S_twins {r.S_twins:.2f}, S(true, random) {r.S_true_random_1_3:.2f}, "
                   f"test acc {r.test_acc:.3f}" for r in abl.itertuples()),
         f"baseline S_twins {base.S_twins:.2f}; S = 0: random-rotation floor",
-        bool(close.all() and ordered.all()), "CIFAR-10 (true and random labels)", ctx.preset.name)
+        bool(close.all() and ordered.all()), "CIFAR-10 (true and random labels)", ctx.preset.name,
+        _numbers((varied.S_twins - base.S_twins).abs().max(), 0.15, "<="))
 
 
 RESNETS = ["resnet18_cifar10", "resnet18_cifar10_bis", "resnet18_cifar100", "resnet18_cifar10_random"]
@@ -357,7 +391,9 @@ def claim_12_resnet_spatial(ctx):
         "; ".join(f"{n}: {row.score:.3f} (BN scale folded: {f.score.get(n, np.nan):.3f})" for n, row in r.iterrows())
         + f"; layers {_layers(r.layers.iloc[0])}; excluded, map ≤ 3: {_layers(excluded)}",
         "; ".join(f"{row.null:.3f}±{row.null_std:.3f}" for _, row in r.iterrows()), bool(ok.all()),
-        "CIFAR-10 (2 seeds, random labels), CIFAR-100", ctx.preset.name)
+        "CIFAR-10 (2 seeds, random labels), CIFAR-100", ctx.preset.name,
+        _numbers(r.score.min(), MIN_SPATIAL_SCORE, null=r.null[r.score.idxmin()],
+                 spread=r.null_std[r.score.idxmin()]), list(r.index))
 
 
 def claim_13_non_natural_spatial(ctx):
@@ -369,39 +405,70 @@ def claim_13_non_natural_spatial(ctx):
                                 against="vgg_k3_cifar10")
 
 
-CLAIMS = [claim_1_filter_sizes, claim_2_datasets_and_labels, claim_2_all_layers, claim_3_first_layer,
-          claim_4_alignment, claim_5_truncation, claim_6_natural_datasets, claim_7_true_vs_random,
-          claim_8_effective_rank, claim_9_non_natural, claim_10_twins_grow, claim_11_robust,
-          claim_12_resnet_spatial, claim_13_non_natural_spatial]
+# {claim id: its function}, in the report's order; a function may give several rows (claim 9: one per control).
+CLAIMS = {1: claim_1_filter_sizes, 2: claim_2_datasets_and_labels, "2-all": claim_2_all_layers,
+          3: claim_3_first_layer, 4: claim_4_alignment, 5: claim_5_truncation, 6: claim_6_natural_datasets,
+          7: claim_7_true_vs_random, 8: claim_8_effective_rank, 9: claim_9_non_natural, 10: claim_10_twins_grow,
+          11: claim_11_robust, 12: claim_12_resnet_spatial, 13: claim_13_non_natural_spatial}
 
 
-def evaluate_claims(preset, root=None) -> list[Claim]:
-    """Compute every claim's statistic from the trained zoo of ``preset``, in the order of ``CLAIMS`` (a claim
-    function may give several rows, e.g. one per control)."""
+def evaluate_claims(preset, root=None, only=None) -> list[Claim]:
+    """Compute every claim's statistic (those of the ids in ``only``) from the trained zoo of ``preset``, in the
+    order of ``CLAIMS``."""
+    unknown = sorted(set(only or ()) - set(CLAIMS), key=str)
+    if unknown:
+        raise ValueError(f"no claim {', '.join(map(str, unknown))}; the claims are {', '.join(map(str, CLAIMS))}")
     ctx = Context(get_preset(preset), root)
     rows = []
-    for claim in CLAIMS:
+    for cid, claim in CLAIMS.items():
+        if only is not None and cid not in only:
+            continue
         value = claim(ctx)
         rows.extend(value if isinstance(value, list) else [value])
+    for row in rows:
+        row.moved_little = sorted(set(row.networks) & set(ctx.moved_little))
     return rows
 
 
-def write_claims(claims: list[Claim], out_dir) -> tuple:
-    """figures/claims.json and figures/claims.md (atomically)."""
+def write_claims(claims: list[Claim], out_dir, scaling=None) -> tuple:
+    """figures/claims.json and figures/claims.md (atomically). ``scaling``: a
+    :func:`univenc.scaling.scaling_summary`, whose trend and projection become the columns "with scale" and
+    "projected" (where no scaling run is recorded they say so)."""
     from pathlib import Path
 
     out_dir = Path(out_dir)
-    rows = [asdict(c) for c in claims]
+    by_claim = {} if scaling is None else {str(r["claim"]): r for r in scaling.to_dict("records")}
+    rows = []
+    for c in claims:
+        scale = by_claim.get(str(c.id), {})
+        default = "not measured (make scaling)" if scaling is None else "not in the scaling study"
+        rows.append({**asdict(c), "with_scale": _with_scale(scale) if scale else default,
+                     "projected": str(scale.get("projected", default)) if scale else default})
     save_json(rows, out_dir / "claims.json")
     lines = ["# Claims of the paper, checked by numbers", "",
              f"Preset: `{claims[0].preset}`. Criteria were fixed before the results were seen "
              "(`lib/univenc/claims.py`). PASS/FAIL is reported as measured; a claim that fails at a reduced "
              "scale is a finding.", "",
-             "| # | claim | statistic | criterion | measured | null | result | data |", "|---|---|---|---|---|---|---|---|"]
-    for c in claims:
+             f"Networks that hardly left their initialisation (mean weight travel below "
+             f"{LOW_TRAVEL_FRACTION:g} x the median of the zoo's true-label networks, `univenc.travel`) are named "
+             "in the last column: a statistic of such a network says little about what training learns.", "",
+             "\"With scale\" is the trend of the claim's decided number from the smallest to the largest training "
+             "budget of the scaling study (`make scaling`, notebook 11); \"projected\" its value at the paper's data "
+             "scale from a line on log images, an extrapolation with its 95% interval.", "",
+             "| # | claim | statistic | criterion | measured | null | result | data | moved little | with scale | "
+             "projected |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c, row in zip(claims, rows):
         res = "not tested" if c.passed is None else ("PASS" if c.passed else "FAIL")
-        cells = [str(c.id), c.claim, c.statistic, c.criterion, c.value, c.null, res, c.datasets]
+        cells = [str(c.id), c.claim, c.statistic, c.criterion, c.value, c.null, res, c.datasets,
+                 ", ".join(c.moved_little) or "none", row["with_scale"], row["projected"]]
         lines.append("| " + " | ".join(x.replace("|", "/").replace("\n", " ") for x in cells) + " |")
     md = "\n".join(lines) + "\n"
     atomic_write(out_dir / "claims.md", lambda tmp: open(tmp, "w").write(md))
     return out_dir / "claims.json", out_dir / "claims.md"
+
+
+def _with_scale(row: dict) -> str:
+    if row.get("trend") in (None, "not measured"):
+        return "not measured"
+    return (f"{row['trend']}: {row['first']:.3g} -> {row['last']:.3g} over {row['budgets']} images per class "
+            f"(criterion {row['criterion']}; spread {row['spread']:.2g})")

@@ -58,6 +58,27 @@ def _emit(table: pd.DataFrame, args, name: str, figures=()):
               + f" in {out}", file=sys.stderr)
 
 
+def _init_of(ref: str, given, args):
+    """The initial weights of model ``ref``: the file given with --init, else the zoo's ``epoch_000.pt`` of a zoo
+    network or beside a checkpoint file, else None (no travel column)."""
+    if given is not None:
+        return given
+    from .catalogue import ZOO_BY_NAME
+    if ref in ZOO_BY_NAME and args.preset:
+        from .zoo import zoo_dir
+        path = zoo_dir(args.preset, args.root) / ref / "epoch_000.pt"
+    else:
+        path = Path(ref).parent / "epoch_000.pt"
+    return path if path.is_file() and Path(ref).name != "epoch_000.pt" else None
+
+
+def _inits(args, refs) -> list:
+    given = args.init or []
+    if given and len(given) != len(refs):
+        raise ValueError(f"--init takes one initial-weights file per model: {len(refs)} models, {len(given)} files")
+    return [_init_of(ref, given[i] if given else None, args) for i, ref in enumerate(refs)]
+
+
 def _spatial(args):
     from .experiments import spatial_layers
     from .figures import plot_spatial_grid
@@ -65,9 +86,10 @@ def _spatial(args):
     from .spatial import canonical_score_table
 
     tables, grids = [], {}
-    for ref in args.models:
-        model = _folded(resolve_model(ref, args.arch, args.preset, args.root), args, args.input_size)
-        table = canonical_score_table(model, tuple(args.input_size) if args.input_size else None)
+    for ref, init in zip(args.models, _inits(args, args.models)):
+        model = _folded(resolve_model(ref, args.arch, args.preset, args.root, args.num_classes), args,
+                        args.input_size)
+        table = canonical_score_table(model, tuple(args.input_size) if args.input_size else None, init=init)
         tables.append(table.assign(model=ref))
         if args.out:
             grids[ref] = spatial_layers(model)
@@ -101,12 +123,18 @@ def _compare(args):
     from .refs import resolve_model
     from .similarity import compare
 
-    net_a = _folded(resolve_model(args.model_a, args.arch, args.preset, args.root), args)
-    net_b = _folded(resolve_model(args.model_b, args.arch_b or args.arch, args.preset, args.root), args)
+    net_a = _folded(resolve_model(args.model_a, args.arch, args.preset, args.root, args.num_classes), args)
+    net_b = _folded(resolve_model(args.model_b, args.arch_b or args.arch, args.preset, args.root,
+                                  args.num_classes), args)
     batches = model_batches(net_a, args.data, args.images, args.root)
     model_batches(net_b, args.data, 2, args.root)
-    res = compare(net_a, net_b, batches, n_draws=args.draws, progress=False, pairs=_pairs(args.pairs))
-    table = res.table.drop(columns=["Cout_b", "rank_a", "rank_b"])
+    inits = _inits(args, [args.model_a, args.model_b])
+    res = compare(net_a, net_b, batches, n_draws=args.draws, progress=False, pairs=_pairs(args.pairs),
+                  inits=inits if any(i is not None for i in inits) else None, include_linear=True, by=args.by)
+    compared = res.table.drop(columns=["Cout_b", "rank_a", "rank_b"]).rename(columns={"S_status": "status"})
+    unpaired = res.unpaired.assign(layer_a=res.unpaired.layer.where(res.unpaired.network == "a", ""),
+                                   layer_b=res.unpaired.layer.where(res.unpaired.network == "b", ""))
+    table = pd.concat([compared, unpaired[["layer_a", "layer_b", "status"]]], ignore_index=True)
     figures = []
     if args.out:
         import matplotlib.pyplot as plt
@@ -118,6 +146,13 @@ def _compare(args):
         figures = [("cosine_matrices", plot_cosine_matrices(panels, title=f"{args.model_a} vs {args.model_b}",
                                                             col_labels=list(res.cosines))), ("similarity", fig)]
     _emit(table, args, "compare", figures)
+    print(READING_S, file=sys.stderr)
+
+
+READING_S = ("How to read S (eq. 6): 0 is the random-rotation floor, 1 the resampling ceiling (two independent "
+             "draws of Cout neurons from one covariance). A network compared with itself, or a near copy, has no "
+             "sampling noise between the two and scores above 1. S is undefined (NaN) where no eigenvalue is above "
+             "the noise, or where the ceiling exceeds the floor by less than 0.05 (ceiling ≈ floor).")
 
 
 def _trajectory(args):
@@ -152,12 +187,19 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p):
         p.add_argument("--arch", help="architecture of a plain state-dict file, e.g. torchvision:resnet18")
+        p.add_argument("--num-classes", type=int, help="classes of a torchvision or timm model's classifier (a state "
+                       "dict's own are read from the file)")
         p.add_argument("--preset", help="preset of zoo names (smoke, cpu, paper)")
         p.add_argument("--root", help="data root (default: $UNIVENC_DATA or <repo>/data)")
         p.add_argument("--out", help="also write CSV, JSON and PNG/PDF figures in this folder")
         p.add_argument("--format", choices=["table", "json"], default="table", help="stdout format")
         p.add_argument("--fold-bn", action="store_true", help="fold the scale gamma/sqrt(var+eps) of the affine "
                        "BatchNorm that follows each conv into its weight first")
+
+    def init_option(p):
+        p.add_argument("--init", nargs="+", metavar="INIT", help="each model's initial weights (checkpoint or state "
+                       "dict file), for the travel column ||W - W0|| / ||W0||; default: the epoch_000.pt of a zoo "
+                       "network or beside a checkpoint")
 
     p = sub.add_parser("spatial", help="per-layer spatial report and universality score of each model",
                        description="Spatial covariance eigenvectors of every conv layer, the top-1/3/5 variance, "
@@ -167,19 +209,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"),
                    help="input size, for the map sizes (layers whose map is not larger than k are flagged)")
     common(p)
+    init_option(p)
     p.set_defaults(run=_spatial)
 
     p = sub.add_parser("compare", help="aligned channel-covariance comparison of two models, layer by layer",
                        description="Procrustes-align the input activations of each layer on DATASET images, "
-                       "then compare the channel weight covariances: S (eq. 6), r_eff, cos_bw, floor, ceiling.")
+                       "then compare the channel weight covariances: S (eq. 6), r_eff, cos_bw, floor, ceiling. "
+                       "Two architectures are paired by input map size and stage (--by), aligned by a "
+                       "semi-orthogonal rotation where their widths differ and compared in the narrower space. "
+                       "Every weight layer is listed, compared or not and why. " + READING_S)
     p.add_argument("model_a", metavar="MODEL_A")
     p.add_argument("model_b", metavar="MODEL_B")
     p.add_argument("--data", required=True, help="probe dataset, e.g. cifar10 (its test images)")
     p.add_argument("--images", type=int, default=1000, help="probe images (default 1000)")
     p.add_argument("--arch-b", help="architecture of MODEL_B when it differs from --arch")
-    p.add_argument("--pairs", help="layers to compare, a1=b1,a2=b2 (default: by name, else by order)")
+    p.add_argument("--pairs", help="layers to compare, a1=b1,a2=b2 (default: --by)")
+    p.add_argument("--by", choices=["auto", "name", "order", "map"], default="auto", help="how layers are paired: "
+                   "by name (one architecture), by order, or by input map size and stage (two architectures); "
+                   "auto: the first that applies")
     p.add_argument("--draws", type=int, default=5, help="floor/ceiling draws of eq. 6")
     common(p)
+    init_option(p)
     p.set_defaults(run=_compare)
 
     p = sub.add_parser("trajectory", help="the statistics along training, from checkpoint files",

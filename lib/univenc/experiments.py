@@ -22,7 +22,7 @@ from .alignment import analysed_layers
 from .covariance import fold_batchnorm_scale, layer_spectrum, truncate_layer
 from .data import data_root, load_dataset
 from .results import recorded, results_source
-from .similarity import compare, compare_many
+from .similarity import compare, compare_many, with_travel
 from .spatial import (conv_weights, layer_maps, mean_spatial_covariance, padding_dominated, random_init_weights,
                       spatial_eigenvectors, spatial_similarity)
 from .storage import load_checkpoint, save_torch
@@ -168,7 +168,9 @@ def _compare_zoo_pairs(pairs, p, root, fold_bn: bool, progress: bool) -> None:
     nets = {name: zoo_net(name, p, root, fold_bn) for name in dict.fromkeys(n for pair in todo for n in pair)}
     for (a, b), res in compare_many(nets, todo, probe_batches(p, root), n_draws=p.n_draws,
                                     progress=progress).items():
-        save_torch({"table": res.table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
+        inits = [checkpoint_path(n, p, root).parent / "epoch_000.pt" for n in (a, b)]
+        table = with_travel(res.table, nets[a], nets[b], *(i if i.exists() else None for i in inits))
+        save_torch({"table": table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
                    _pair_cache(a, b, p, root, fold_bn))
 
 

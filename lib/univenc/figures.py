@@ -11,7 +11,7 @@ from .data import REPO_ROOT
 __all__ = ["FIGURES_DIR", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
            "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
            "plot_spatial_grid", "empty_figure", "plot_trajectory", "plot_ablations", "save_table",
-           "plot_canonical_scores", "plot_controls"]
+           "plot_canonical_scores", "plot_controls", "plot_scaling"]
 
 FIGURES_DIR = REPO_ROOT / "figures"
 
@@ -324,5 +324,45 @@ def plot_ablations(table):
     axes[2].set(ylabel="S"), axes[2].legend(fontsize=6)
     for ax in (axes[0], axes[2]):
         ax.set_xticks(x, table.setting, rotation=30, ha="right", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scaling(table, summary=None, base_width=None, title="Fig. 10: every claim's statistic against scale"):
+    """Fig. 10 (:func:`univenc.scaling.scaling_table`): one panel per claim, its decided number against the training
+    images per class (log axis), one line per width (error bars: the claim's spread), the criterion (dashed; the
+    shaded side passes) and the null (dotted). ``summary`` (:func:`univenc.scaling.scaling_summary`) titles each
+    panel with the trend."""
+    claims = list(dict.fromkeys(table.claim)) if len(table) else []
+    if not claims:
+        return empty_figure("nothing to show: no point of the scaling study is measured")
+    cols = min(4, len(claims))
+    rows = -(-len(claims) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False)
+    trends = {} if summary is None else dict(zip(summary.claim, summary.trend))
+    widths = sorted(set(table.width))
+    colors = dict(zip(widths, plt.cm.viridis(np.linspace(0.1, 0.85, len(widths)))))
+    for ax, claim in zip(axes.flat, claims):
+        rows_ = table[table.claim == claim].sort_values("per_class")
+        for width, g in rows_.groupby("width"):
+            ax.errorbar(g.per_class, g.value, yerr=g.spread.fillna(0), marker="o" if width == base_width else "s",
+                        ms=4, capsize=2, lw=1.2 if width == base_width else 0, color=colors[width],
+                        label=f"width {width:g}")
+        last = rows_.iloc[-1]
+        ax.axhline(last.threshold, color="k", ls="--", lw=0.8)
+        lo, hi = ax.get_ylim()
+        passing = (last.threshold, max(hi, last.threshold)) if last.direction == ">=" else \
+            (min(lo, last.threshold), last.threshold)
+        ax.axhspan(*passing, color="tab:green", alpha=0.08, lw=0)
+        if np.isfinite(rows_.null).any():
+            ax.plot(rows_.per_class, rows_.null, ls=":", color="0.4", lw=1, label="null")
+        ax.set_xscale("log")
+        ax.set_title(f"claim {claim}" + (f": {trends[claim]}" if claim in trends else ""), fontsize=8)
+        ax.set_xlabel("training images per class", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5)
+    for ax in list(axes.flat)[len(claims):]:
+        ax.axis("off")
+    fig.suptitle(title + " (dashed: criterion, green side passes; dotted: null)", fontsize=9)
     fig.tight_layout()
     return fig

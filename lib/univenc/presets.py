@@ -1,15 +1,17 @@
-"""Presets: the scale of a run (width, data, epochs, probe images) as plain dataclasses, and their dry runs.
+"""Presets: the scale of a run (width, data, epochs, probe images) as plain dataclasses, their variants and dry runs.
 
-``PRESETS`` holds ``smoke`` (CI), ``cpu`` (two cores) and ``paper`` (the paper's recipe, for a GPU). A dry run
-of a preset (:func:`dry_run`, name ``<preset>-steps<N>``) keeps its widths and data and stops every training
-after N optimiser steps, so that the whole path can be walked on any machine.
+``PRESETS`` holds ``smoke`` (CI), ``cpu`` (two cores) and ``paper`` (the paper's recipe, for a GPU). A variant
+(:func:`variant`, named ``<preset>-w<width>-n<images per class>``) changes the width or the training images of
+every network, random-label ones included: the scaling study of notebook 11 runs the zoo at such points. A dry run
+(:func:`dry_run`, ``<preset>-steps<N>``) keeps widths and data and stops every training after N optimiser steps,
+so that the whole path can be walked on any machine. Every such name is understood wherever a preset name is.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Preset", "PRESETS", "get_preset", "dry_run", "PresetError"]
+__all__ = ["Preset", "PRESETS", "get_preset", "variant", "dry_run", "PresetError"]
 
 
 class PresetError(ValueError):
@@ -41,16 +43,26 @@ class Preset:
     ablation_per_class: int | None = None  # training images per class of the sweep (None: the zoo's)
     precision: str = "auto"       # "bf16": bfloat16 autocast; "auto": where measured to pay (univenc.training)
     max_steps: int | None = None  # stop every training after this many optimiser steps (a dry run; None: off)
+    # The scaling study (notebook 11): training images per class for the factorized twins and their random-label
+    # partners, and for the standard networks; channel multipliers for the twins at ``scale_width_per_class``.
+    scale_per_class_factorized: tuple = ()
+    scale_per_class_standard: tuple = ()
+    scale_widths: tuple = ()
+    scale_width_per_class: int | None = None
     notes: str = ""
 
 
 PRESETS = {
     "paper": Preset("paper", width=1.0, epochs=90, lr=0.005, fig1b_lr=0.02, per_class=None,
                     random_per_class=None, checkpoint_epochs=(1, 5, 10, 30, 60), analysis_images=10000,
+                    scale_per_class_factorized=(500, 2500), scale_per_class_standard=(500, 2500),
+                    scale_widths=(0.25, 0.5), scale_width_per_class=5000,
                     notes="The paper's widths, epochs and full datasets (B.3). For a GPU."),
     "cpu": Preset("cpu", width=0.25, epochs=15, lr=0.02, fig1b_lr=0.002, per_class=1000, random_per_class=500,
                   max_train_images=10000, checkpoint_epochs=(1, 2, 3, 5, 8, 11), eval_every=5, analysis_images=2000,
                   fig1b_init="kaiming_relu", ablation_per_class=250,
+                  scale_per_class_factorized=(250, 1000, 5000), scale_per_class_standard=(250, 1000, 2500),
+                  scale_widths=(0.125, 0.5), scale_width_per_class=1000,
                   random_label_recipes={
                       "random_fig1b": dict(per_class=200, epochs=60, lr=0.005, schedule="onecycle", eval_every=20),
                       "random_fig34": dict(per_class=100, epochs=60, lr=0.02, schedule="onecycle", eval_every=20)},
@@ -63,6 +75,8 @@ PRESETS = {
                     max_train_images=400,
                     max_test_images=500, checkpoint_epochs=(1,), analysis_images=256, n_draws=2, null_seeds=2,
                     fig1b_init="kaiming_relu", ablation_per_class=20,
+                    scale_per_class_factorized=(20, 40), scale_per_class_standard=(20, 40), scale_widths=(0.0625,),
+                    scale_width_per_class=40,
                     random_label_recipes={
                         "random_fig1b": dict(per_class=20, epochs=20, lr=0.005, schedule="onecycle", eval_every=10),
                         "random_fig34": dict(per_class=20, epochs=20, lr=0.02, schedule="onecycle", eval_every=10)},
@@ -72,7 +86,34 @@ PRESETS = {
 # A dry run measures accuracy on this many test and training images: after a few steps it means nothing, and
 # at full width the full sets would cost more than the steps.
 DRY_RUN_EVAL_IMAGES = 1000
-_DRY_RUN_NAME = re.compile(r"^(?P<base>[a-z]+)-steps(?P<steps>[0-9]+)$")
+_NAME = re.compile(r"^(?P<base>[a-z]+)(-w(?P<width>[0-9.]+))?(-n(?P<per_class>[0-9]+))?(-steps(?P<steps>[0-9]+))?$")
+
+
+def _number(x: float) -> str:
+    return f"{x:g}"
+
+
+def variant(preset, width: float | None = None, per_class: int | None = None) -> Preset:
+    """``preset`` with every network at channel multiplier ``width`` and/or trained on ``per_class`` images per
+    class: true-label and random-label networks alike, on the same images (at most ``10 per_class`` per network,
+    the same data budget for 5, 10 or 100 classes, as the presets do). Everything else (epochs, recipes, probe
+    images) stays. Named ``<preset>-w<width>-n<per_class>``; the preset itself where nothing changes."""
+    p = get_preset(preset)
+    if p.max_steps is not None or "-w" in p.name or "-n" in p.name:
+        raise PresetError(f"{p.name} is a variant already: derive it from {p.name.split('-')[0]!r}")
+    changes, name = {}, p.name
+    if width is not None and width != p.width:
+        if not width > 0:
+            raise PresetError(f"width must be positive, got {width!r}")
+        changes["width"], name = width, f"{name}-w{_number(width)}"
+    if per_class is not None and per_class != p.per_class:
+        if not isinstance(per_class, int) or per_class < 1:
+            raise PresetError(f"per_class must be a whole number >= 1, got {per_class!r}")
+        recipes = {r: {**v, "per_class": per_class} for r, v in p.random_label_recipes.items()}
+        changes.update(per_class=per_class, random_per_class=per_class, random_label_recipes=recipes,
+                       max_train_images=10 * per_class)
+        name = f"{name}-n{per_class}"
+    return replace(p, name=name, **changes) if changes else p
 
 
 def dry_run(preset, max_steps: int) -> Preset:
@@ -100,10 +141,18 @@ def get_preset(preset, max_steps: int | None = None) -> Preset:
     if preset == "auto":
         import torch
         preset = "paper" if torch.cuda.is_available() else "cpu"
-    match = _DRY_RUN_NAME.match(str(preset))
-    if match and match["base"] in PRESETS:
-        return dry_run(match["base"], int(match["steps"]))
-    if preset not in PRESETS:
-        raise PresetError(f"unknown preset {preset!r}: expected one of {', '.join(sorted(PRESETS))}, 'auto', or a dry "
-                          f"run such as 'paper-steps20'")
-    return PRESETS[preset]
+    if preset in PRESETS:
+        return PRESETS[preset]
+    match = _NAME.match(str(preset))
+    if match is None or match["base"] not in PRESETS or match.group(0) == match["base"]:
+        raise PresetError(f"unknown preset {preset!r}: expected one of {', '.join(sorted(PRESETS))}, 'auto', a variant "
+                          f"such as 'cpu-w0.5-n250' or a dry run such as 'paper-steps20'")
+    try:
+        width = float(match["width"]) if match["width"] else None
+    except ValueError:
+        raise PresetError(f"unknown preset {preset!r}: its width is not a number") from None
+    p = variant(match["base"], width, int(match["per_class"]) if match["per_class"] else None)
+    p = dry_run(p, int(match["steps"])) if match["steps"] else p
+    if p.name != preset:  # e.g. "cpu-n1000": the variant is the preset itself, whose name must be used
+        raise PresetError(f"unknown preset {preset!r}: it is {p.name!r}")
+    return p

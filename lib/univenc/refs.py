@@ -25,14 +25,17 @@ class ModelReferenceError(ValueError):
     """A model reference that cannot be resolved; the message says why and what to do."""
 
 
-def _torchvision(name: str, weights: str | None) -> nn.Module:
+def _torchvision(name: str, weights: str | None, num_classes: int | None = None) -> nn.Module:
     import torch
     import torchvision
 
     if name not in torchvision.models.list_models():
         raise ModelReferenceError(f"torchvision has no model {name!r} (torchvision.models.list_models() lists them)")
+    if weights and num_classes is not None:
+        raise ModelReferenceError(f"torchvision:{name}:{weights} has its own classes: drop --num-classes")
     try:
-        model = torchvision.models.get_model(name, weights=weights)
+        extra = {} if num_classes is None else {"num_classes": num_classes}
+        model = torchvision.models.get_model(name, weights=weights, **extra)
     except (ValueError, KeyError) as err:
         raise ModelReferenceError(f"torchvision:{name}: unknown weights {weights!r} ({err})") from err
     except OSError as err:  # the download failed: offline
@@ -47,13 +50,14 @@ def _torchvision(name: str, weights: str | None) -> nn.Module:
     return model
 
 
-def _timm(name: str, pretrained: bool) -> nn.Module:
+def _timm(name: str, pretrained: bool, num_classes: int | None = None) -> nn.Module:
     import timm
 
     if name not in timm.list_models() and not timm.is_model(name):
         raise ModelReferenceError(f"timm has no model {name!r} (timm.list_models() lists them)")
     try:
-        return timm.create_model(name, pretrained=pretrained)
+        return timm.create_model(name, pretrained=pretrained, **({} if num_classes is None else
+                                                                   {"num_classes": num_classes}))
     except (OSError, RuntimeError) as err:  # the download failed: offline
         from huggingface_hub.constants import HF_HUB_CACHE
         raise ModelReferenceError(
@@ -92,7 +96,20 @@ def _load_strict(model: nn.Module, state: dict, path, arch: str) -> nn.Module:
     return model
 
 
-def _file(path: Path, arch: str | None, preset, root) -> nn.Module:
+def _classes_in(state: dict, model: nn.Module) -> int | None:
+    """The number of classes of a state dict whose only mismatch with ``model`` is its classifier: the rows of the
+    mismatched last linear weight (e.g. a 10-class ``fc.weight`` for a 1000-class torchvision ResNet)."""
+    own = model.state_dict()
+    wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if set(own) != set(state) or not wrong:
+        return None
+    weights = [k for k in wrong if k.endswith("weight") and own[k].dim() == 2]
+    if len(weights) != 1 or any(not k.startswith(weights[0].rsplit(".", 1)[0]) for k in wrong):
+        return None  # not just a classifier (its weight and bias)
+    return int(state[weights[0]].shape[0])
+
+
+def _file(path: Path, arch: str | None, preset, root, num_classes: int | None = None) -> nn.Module:
     obj = load_state_dict_file(path)
     if isinstance(obj, nn.Module):
         return obj
@@ -106,23 +123,29 @@ def _file(path: Path, arch: str | None, preset, root) -> nn.Module:
         raise ModelReferenceError(f"{path} is a plain state dict: give its architecture with --arch "
                                   f"(e.g. --arch torchvision:resnet18)")
     state = obj.get("state_dict", obj)
-    return _load_strict(resolve_model(arch, preset=preset, root=root), state, path, arch)
+    model = resolve_model(arch, preset=preset, root=root, num_classes=num_classes)
+    if num_classes is None and (classes := _classes_in(state, model)) is not None:
+        model = resolve_model(arch, preset=preset, root=root, num_classes=classes)  # its classifier's own size
+    return _load_strict(model, state, path, arch)
 
 
-def resolve_model(ref: str, arch: str | None = None, preset=None, root=None) -> nn.Module:
-    """The network a reference names (see the module docstring for the forms), in eval mode."""
+def resolve_model(ref: str, arch: str | None = None, preset=None, root=None,
+                  num_classes: int | None = None) -> nn.Module:
+    """The network a reference names (see the module docstring for the forms), in eval mode. ``num_classes``: the
+    classes of a torchvision or timm constructor's classifier; a plain state dict whose classifier has another size
+    than ``arch``'s default is loaded at its own size without it."""
     from .catalogue import ZOO_BY_NAME
 
     ref = str(ref)
     kind, _, rest = ref.partition(":")
     if kind == "torchvision" and rest:
         name, _, weights = rest.partition(":")
-        model = _torchvision(name, weights or None)
+        model = _torchvision(name, weights or None, num_classes)
     elif kind == "timm" and rest:
         name, _, flag = rest.partition(":")
         if flag not in ("", "pretrained"):
             raise ModelReferenceError(f"timm:{name}:{flag}: the third part can only be 'pretrained'")
-        model = _timm(name, flag == "pretrained")
+        model = _timm(name, flag == "pretrained", num_classes)
     elif ref in ZOO_BY_NAME:
         from .zoo import load_net
         if preset is None:
@@ -132,7 +155,7 @@ def resolve_model(ref: str, arch: str | None = None, preset=None, root=None) -> 
         except FileNotFoundError as err:
             raise ModelReferenceError(str(err)) from err
     elif Path(ref).suffix in (".pt", ".pth", ".safetensors") or Path(ref).is_file():
-        model = _file(Path(ref), arch, preset, root)
+        model = _file(Path(ref), arch, preset, root, num_classes)
     elif re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", ref):
         module, _, factory = ref.partition(":")
         try:

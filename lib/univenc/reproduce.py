@@ -22,12 +22,16 @@ from .presets import PresetError, get_preset
 from .results import RESULTS_ENV
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-DATA_NOTEBOOK, TRAINING_NOTEBOOK = "00_data", "01_train_zoo"
+DATA_NOTEBOOK, TRAINING_NOTEBOOK, SCALING_NOTEBOOK = "00_data", "01_train_zoo", "11_scaling"
+TRAINING_NOTEBOOKS = (TRAINING_NOTEBOOK, SCALING_NOTEBOOK)  # they take ``train`` and ``jobs``
 
 
-def notebooks(analysis_only: bool = False) -> list[Path]:
+def notebooks(analysis_only: bool = False, scaling: bool = False) -> list[Path]:
+    """The numbered notebooks in order: the scaling study (its own target, ``make scaling``) only with ``scaling``,
+    the data notebook not with ``analysis_only``."""
     nbs = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
-    return [nb for nb in nbs if not (analysis_only and nb.stem == DATA_NOTEBOOK)]
+    return [nb for nb in nbs if not (analysis_only and nb.stem == DATA_NOTEBOOK)
+            and (scaling or nb.stem != SCALING_NOTEBOOK)]
 
 
 def _failing_cell(path: Path) -> str:
@@ -114,7 +118,7 @@ def _execute(nbs, p, params, out_dir, analysis_only, jobs) -> list[dict]:
         t0 = time.perf_counter()
         print(f"[reproduce] {nb.name} (preset {p}) ...", flush=True)
         nb_params = params
-        if nb.stem == TRAINING_NOTEBOOK:
+        if nb.stem in TRAINING_NOTEBOOKS:
             nb_params = {**params, "train": not analysis_only, **({"jobs": jobs} if jobs else {})}
         try:
             with PeakMemory() as memory:
@@ -131,14 +135,14 @@ def _execute(nbs, p, params, out_dir, analysis_only, jobs) -> list[dict]:
 
 
 def _selected(analysis_only: bool, only) -> list[Path]:
-    nbs = notebooks(analysis_only)
     if only:
-        unknown = sorted(set(only) - {nb.stem for nb in notebooks()})
+        every = notebooks(scaling=True)
+        unknown = sorted(set(only) - {nb.stem for nb in every})
         if unknown:
             raise ReproduceError(f"no notebook named {', '.join(unknown)}; the notebooks are "
-                                 f"{', '.join(nb.stem for nb in notebooks())}")
-        nbs = [nb for nb in nbs if nb.stem in only]
-    return nbs
+                                 f"{', '.join(nb.stem for nb in every)}")
+        return [nb for nb in notebooks(analysis_only, scaling=True) if nb.stem in only]
+    return notebooks(analysis_only)
 
 
 def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, analysis_only: bool = False,

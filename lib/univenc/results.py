@@ -29,7 +29,8 @@ from .data import data_root
 from .presets import get_preset
 from .storage import LockUnavailable, file_lock, load_checkpoint, save_torch
 
-__all__ = ["RESULTS_ENV", "recorded", "record", "results_file", "results_source", "MissingResultError", "same_value"]
+__all__ = ["RESULTS_ENV", "recorded", "record", "lookup", "results_file", "results_source", "MissingResultError",
+           "same_value"]
 
 RESULTS_ENV = "UNIVENC_RESULTS"
 _SKIPPED_ARGUMENTS = ("preset", "root", "progress", "batches")
@@ -187,3 +188,17 @@ def recorded(fn):
         record(results_file(preset, bound.arguments.get("root")), preset.name, key, value)
         return value
     return wrapper
+
+
+def lookup(fn, *args, **kwargs):
+    """What the :func:`recorded` function ``fn`` recorded for these arguments (in ``$UNIVENC_RESULTS`` when set,
+    else in the preset's results file), or None where it has not been recorded: nothing is computed."""
+    inner = fn.__wrapped__
+    bound = inspect.signature(inner).bind(*args, **kwargs)
+    bound.apply_defaults()
+    preset = get_preset(bound.arguments["preset"])
+    path = results_source() or results_file(preset, bound.arguments.get("root"))
+    if not path.exists():
+        return None
+    store = _read(path)
+    return store["entries"].get(_key(inner, bound)) if store["preset"] == preset.name else None

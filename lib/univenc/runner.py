@@ -31,7 +31,7 @@ from .presets import get_preset
 from .zoo import (ablation_checkpoint, ablation_config, available, checkpoint_path, sweep_per_class, train_ablation,
                   train_ablations, train_config, train_images, train_zoo)
 
-__all__ = ["JobOptions", "Task", "zoo_tasks", "run_zoo", "train_task", "train_tasks", "default_jobs",
+__all__ = ["JobOptions", "Task", "zoo_tasks", "run_zoo", "run_tasks", "train_task", "train_tasks", "default_jobs",
            "ZooJobsFailed", "longest_first", "estimated_seconds"]
 
 
@@ -68,29 +68,36 @@ def default_jobs() -> int:
 
 @dataclass(frozen=True)
 class Task:
-    """One network to train: a zoo entry (``setting`` None) or one network of the ablation sweep."""
+    """One network to train: a zoo entry (``setting`` None) or one network of the ablation sweep; of the run's
+    preset, or of its own ``preset`` (a variant: the scaling study's points)."""
     name: str
     setting: str | None = None
     role: str | None = None
+    preset: str | None = None
 
     @property
     def label(self) -> str:
-        return self.name if self.setting is None else f"{self.name} ({self.setting})"
+        label = self.name if self.setting is None else f"{self.name} ({self.setting})"
+        return label if self.preset is None else f"{label} [{self.preset}]"
+
+    def preset_of(self, preset):
+        """Its preset: its own, else the run's ``preset``."""
+        return get_preset(self.preset or preset)
 
     def checkpoint(self, preset, root=None) -> Path:
+        p = self.preset_of(preset)
         if self.setting is None:
-            return checkpoint_path(self.name, preset, root)
-        return ablation_checkpoint(_ablation(self.setting), self.role, preset, root)
+            return checkpoint_path(self.name, p, root)
+        return ablation_checkpoint(_ablation(self.setting), self.role, p, root)
 
     def config(self, preset):
         """Its training recipe (:class:`univenc.training.TrainConfig`)."""
-        spec = ZOO_BY_NAME[self.name]
-        return train_config(spec, preset) if self.setting is None else ablation_config(_ablation(self.setting),
-                                                                                       spec, preset)
+        spec, p = ZOO_BY_NAME[self.name], self.preset_of(preset)
+        return train_config(spec, p) if self.setting is None else ablation_config(_ablation(self.setting), spec, p)
 
     def images(self, preset) -> int:
         """Training images it sees over all its epochs (the work a job does, for projections)."""
-        spec, p = ZOO_BY_NAME[self.name], get_preset(preset)
+        spec, p = ZOO_BY_NAME[self.name], self.preset_of(preset)
         per_class = None if self.setting is None else sweep_per_class(spec, p)
         return train_images(spec, p, per_class) * self.config(p).epochs
 
@@ -123,6 +130,7 @@ def train_task(task: Task, preset, root=None, threads: int | None = None) -> dic
     import torch
     if threads:
         torch.set_num_threads(threads)
+    preset = task.preset_of(preset)
     if task.setting is None:
         out = train_zoo(preset, only=[task.name], root=root, progress=False).iloc[0].to_dict()
     else:
@@ -175,15 +183,21 @@ class ZooJobsFailed(RuntimeError):
 
 def estimated_seconds(tasks: list[Task], preset, measured: pd.DataFrame | None = None) -> list[float]:
     """Each task's training time, estimated from measured seconds per training image (``zoo.csv``: by network name,
-    else by architecture, else the median) times the images it sees (:meth:`Task.images`). Without a measured
-    table, the images alone."""
+    else by architecture, else the median) times the images it sees (:meth:`Task.images`), times the square of its
+    width over the measured one for the VGGs. Without a measured table, the images (times that factor) alone."""
     p = get_preset(preset)
+
+    def cost(t):  # a VGG's cost per image grows as its width squared; torchvision's ResNet has its own width
+        spec = ZOO_BY_NAME[t.name]
+        return t.images(p) * ((t.preset_of(p).width / width) ** 2 if spec.arch in ("vgg", "factorized") else 1.0)
     if measured is None or measured.empty:
-        return [float(t.images(p)) for t in tasks]
+        width = p.width
+        return [float(cost(t)) for t in tasks]
+    width = get_preset(measured.preset.iloc[0]).width if "preset" in measured else p.width
     rate = measured.seconds / (measured.train_images * measured.epochs)
     by_name, by_arch = dict(zip(measured.name, rate)), rate.groupby(measured.arch).median()
     default = float(rate.median())
-    return [t.images(p) * by_name.get(t.name, by_arch.get(ZOO_BY_NAME[t.name].arch, default)) for t in tasks]
+    return [cost(t) * by_name.get(t.name, by_arch.get(ZOO_BY_NAME[t.name].arch, default)) for t in tasks]
 
 
 MEASURED_TABLE = REPO_ROOT / "figures" / "zoo.csv"
@@ -281,11 +295,18 @@ def run_zoo(preset="auto", root=None, options: JobOptions | None = None, only=No
     (the network it trains, its epochs). Returns one row per network: network, status, seconds, log (its job's
     log). With ``check`` (default), raises :class:`ZooJobsFailed` naming every network that failed, once all
     jobs have ended; rerunning resumes them."""
+    return run_tasks(zoo_tasks(preset, root, only, ablations), preset, root, options, progress, poll_s, check)
+
+
+def run_tasks(tasks: list[Task], preset="auto", root=None, options: JobOptions | None = None, progress: bool = True,
+              poll_s: float = 0.5, check: bool = True) -> pd.DataFrame:
+    """:func:`run_zoo` of an explicit list of tasks (each of ``preset`` unless it names its own; those trained
+    already are left out)."""
     import uuid
 
     p = get_preset(preset)
     options = options or JobOptions()
-    pending = longest_first(zoo_tasks(p, root, only, ablations), p)
+    pending = longest_first([t for t in tasks if not t.checkpoint(p, root).exists()], p)
     columns = ["network", "status", "seconds", "log"]
     if not pending:
         return pd.DataFrame(columns=columns)

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from .alignment import accumulate_pair_statistics, pair_layers, procrustes
-from .covariance import layer_spectrum, rotate_spectrum, shrink_eigenvalues, weight_matrix
+from .covariance import layer_spectrum, noise_variance, rotate_spectrum, shrink_eigenvalues
 
 __all__ = ["eigenvector_cosines", "bw_cosine", "bw_cosine_dense", "random_rotation_floor", "canonical_signs",
            "resampling_ceiling", "normalised_similarity", "NormalisedSimilarity", "compare", "compare_many",
-           "Comparison"]
+           "Comparison", "with_travel", "ChannelView", "unpaired_layers", "MIN_CEILING_GAP"]
 
 
 def eigenvector_cosines(vectors_a: np.ndarray, vectors_b: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -125,25 +126,44 @@ def _top_eigenpairs(x: np.ndarray):
     return lam, lambda keep: (x.T @ u[:, keep]) / np.sqrt(lam[keep])
 
 
+# S is undefined where its ceiling exceeds its floor by less than this (fixed before the cpu run of the architectures
+# issue): dividing by a near-zero gap made S and its spread explode (one ResNet layer's error bar spanned -60 to +60).
+MIN_CEILING_GAP = 0.05
+
+
 @dataclass
 class NormalisedSimilarity:
-    """Eq. 6 with its ingredients; floor and ceiling are (n_draws,) arrays of independent draws."""
+    """Eq. 6 with its ingredients; floor and ceiling are (n_draws,) arrays of independent draws.
+
+    How to read S: 0 is the random-rotation floor (C2 no closer to C1 than a randomly rotated C1 is) and 1 the
+    resampling ceiling (two independent draws of Cout neurons from one covariance: as close as two networks "of the
+    same law" get). A network compared with itself, or with a near copy, has no sampling noise between the two, so
+    it scores above 1."""
     cos: float
     floor: np.ndarray
     ceiling: np.ndarray
 
     @property
-    def value(self) -> float:
-        """S; NaN when the ceiling does not exceed the floor (e.g. no eigenvalue of C1 above the noise)."""
+    def status(self) -> str:
+        """"defined", or why S is not: no eigenvalue of C1 above the noise, or a ceiling too close to the floor."""
         f, c = self.floor.mean(), self.ceiling.mean()
-        return float((self.cos - f) / (c - f)) if c > f else float("nan")
+        if not c > f:
+            return "S undefined (no eigenvalue above the noise)"
+        return "defined" if c - f >= MIN_CEILING_GAP else "S undefined (ceiling ≈ floor)"
+
+    @property
+    def value(self) -> float:
+        """S; NaN where :attr:`status` says it is undefined."""
+        f, c = self.floor.mean(), self.ceiling.mean()
+        return float((self.cos - f) / (c - f)) if self.status == "defined" else float("nan")
 
     @property
     def spread(self) -> float:
-        """Standard deviation of S over the (floor, ceiling) draws."""
+        """Standard deviation of S over the (floor, ceiling) draws; NaN where S is undefined."""
         with np.errstate(divide="ignore", invalid="ignore"):
             s = (self.cos - self.floor) / (self.ceiling - self.floor)
-        return float(np.std(s)) if len(s) > 1 and np.all(np.isfinite(s)) else float("nan")
+        ok = self.status == "defined" and len(s) > 1 and np.all(np.isfinite(s))
+        return float(np.std(s)) if ok else float("nan")
 
 
 def normalised_similarity(values_1, vectors_1, values_2, vectors_2, cout: int, n_draws: int = 5,
@@ -158,31 +178,80 @@ def normalised_similarity(values_1, vectors_1, values_2, vectors_2, cout: int, n
 @dataclass
 class Comparison:
     """Result of :func:`compare`: ``table`` (one row per layer pair), eigenvector cosine matrices
-    ``cosines[layer] = {"aligned": (n, n), "unaligned": (n, n) or None}``, the rotations and the input stats."""
+    ``cosines[layer] = {"aligned": (n, n), "unaligned": (n, n) or None}``, the rotations and the input stats, and
+    ``unpaired``: every other weight layer of the two networks (network, layer, status: why it is not compared)."""
     table: pd.DataFrame
     cosines: dict = field(default_factory=dict)
     rotations: dict = field(default_factory=dict)
     statistics: list = field(default_factory=list)
+    unpaired: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def unpaired_layers(net_a, net_b, layers, include_linear: bool) -> pd.DataFrame:
+    """Every weight layer of the two networks that ``layers`` (the compared pairs) leaves out, and why."""
+    from .spatial import weight_layers
+
+    rows = []
+    for side, net, paired in (("a", net_a, {a for (a, _), _ in layers}), ("b", net_b, {b for _, (b, _) in layers})):
+        for name, m in weight_layers(net):
+            if name in paired:
+                continue
+            if isinstance(m, nn.Conv2d) and m.groups > 1:
+                why = "depthwise" if m.groups == m.in_channels else "grouped"
+                status = f"not compared: a {why} conv mixes no channels across groups (no channel covariance)"
+            elif isinstance(m, nn.Linear) and not include_linear:
+                status = "not compared: linear layer (include_linear=True compares them)"
+            elif isinstance(m, (nn.Conv2d, nn.Linear)):
+                status = "not compared: no layer of the other network to pair it with (pass pairs=...)"
+            else:
+                status = f"not compared: {type(m).__name__} weights do not map input channels"
+            rows.append(dict(network=side, layer=name, status=status))
+    return pd.DataFrame(rows, columns=["network", "layer", "status"])
 
 
 def compare(net_a, net_b, batches, n_draws: int = 5, seed: int = 0, n_vectors: int = 64,
             include_linear: bool = False, max_batches: int | None = None, progress: bool = True,
-            pairs=None) -> Comparison:
+            pairs=None, inits=None, by: str = "auto", input_size=None) -> Comparison:
     """Align network a on network b layer by layer and compare their channel weight covariances.
 
     batches : iterable of input tensors (N, C, H, W) (or (x, y) tuples), preprocessed as in training.
     n_draws, seed : draws of the floor and the ceiling of eq. 6.
     n_vectors : size of the eigenvector cosine matrices kept per layer.
-    pairs : which layers to compare, [(name_a, name_b), ...]; default: by name when the two networks' layer names
-        match, else by order (:func:`univenc.alignment.pair_layers`).
+    pairs : which layers to compare, [(name_a, name_b), ...]; default ``by="auto"``: by name when the two networks'
+        layer names match, else by order when they have the same layers, else by input map size and stage (two
+        architectures; :func:`univenc.alignment.pair_layers`, ``input_size`` for the maps).
+    Networks of different widths are aligned by a semi-orthogonal Procrustes rotation and compared in the narrower
+    input space; layers of different kernel sizes as :class:`ChannelView`s (``view`` column: "channels").
 
     The table's columns: layer_a, layer_b, d (input dim of the covariance, Cin k^2), Cout_a, Cout_b, rank_a,
     rank_b (eigenvalues kept by eq. 3), r_eff_a, r_eff_b (eq. 4), cos_bw (eq. 5, aligned), cos_bw_unaligned,
-    floor, ceiling, S (eq. 6) and S_spread, residual (relative Procrustes residual of the inputs).
+    floor, ceiling, S (eq. 6), S_spread and S_status (S is NaN where the ceiling exceeds the floor by less than
+    ``MIN_CEILING_GAP``: "S undefined (ceiling ≈ floor)"), residual (relative Procrustes residual of the
+    inputs), view; with
+    ``inits`` = (initial weights of a, of b) (networks, state dicts or checkpoint files), also travel_a and
+    travel_b: each layer's ||W - W0|| / ||W0|| (:mod:`univenc.travel`).
     """
-    layers = pair_layers(net_a, net_b, include_linear, pairs)
-    return compare_many({"a": net_a, "b": net_b}, [("a", "b")], batches, n_draws, seed, n_vectors, include_linear,
-                        max_batches, progress, layer_pairs={("a", "b"): layers})[("a", "b")]
+    layers = pair_layers(net_a, net_b, include_linear, pairs, by, input_size)
+    res = compare_many({"a": net_a, "b": net_b}, [("a", "b")], batches, n_draws, seed, n_vectors, include_linear,
+                       max_batches, progress, layer_pairs={("a", "b"): layers})[("a", "b")]
+    res.unpaired = unpaired_layers(net_a, net_b, layers, include_linear)
+    if inits is not None:
+        res.table = with_travel(res.table, net_a, net_b, *inits)
+    return res
+
+
+def with_travel(table: pd.DataFrame, net_a, net_b, init_a, init_b) -> pd.DataFrame:
+    """A :func:`compare` table with travel_a and travel_b, each layer's travel from its network's initial weights
+    (None: that column is NaN)."""
+    from .travel import init_weights, relative_travel
+
+    out = table.copy()
+    for side, net, init in (("a", net_a, init_a), ("b", net_b, init_b)):
+        initial = init_weights(init) if init is not None else None
+        modules = dict(net.named_modules())
+        out[f"travel_{side}"] = [relative_travel(modules[name].weight, initial[f"{name}.weight"])
+                                 if initial is not None else np.nan for name in table[f"layer_{side}"]]
+    return out
 
 
 def compare_many(nets: dict, pairs, batches, n_draws: int = 5, seed: int = 0, n_vectors: int = 64,
@@ -216,20 +285,54 @@ def compare_many(nets: dict, pairs, batches, n_draws: int = 5, seed: int = 0, n_
             for pair in layer_pairs}
 
 
+class ChannelView:
+    """A layer's weight seen over its input channels alone: each of the Cout k^2 (neuron, tap) rows of a k x k conv
+    is a sample over Cin, as for a 1x1 conv or a linear layer. Two layers of different kernel sizes (a ResNet's 3x3
+    conv, a ConvNeXt's pointwise layer) are compared so, in the space their Procrustes alignment acts on. The noise
+    variance of eq. 3 is the layer's own; eq. 3's gamma becomes Cin / (Cout k^2)."""
+
+    def __init__(self, module):
+        w = module.weight.detach()
+        self.weight = w.permute(0, *range(2, w.dim()), 1).reshape(-1, w.shape[1]) if w.dim() > 2 else w
+        self.init_variance = noise_variance(module)
+
+
+def _taps(m) -> int:
+    return int(np.prod(m.weight.shape[2:])) if m.weight.dim() > 2 else 1
+
+
+def _aligned_spectra(ma, mb, rot, spectrum):
+    """(spectrum of a, spectrum of b) in one space: the narrower of the two input spaces. ``rot`` (Cin_b, Cin_a)
+    maps a's inputs onto b's. Equal widths: a rotated into b (``rotate_spectrum``, no new SVD); Cin_a > Cin_b: a
+    projected into b's space (A w); Cin_a < Cin_b: b projected into a's (A^T w). Layers of different kernel sizes
+    are compared as :class:`ChannelView`s."""
+    if _taps(ma) != _taps(mb):
+        va, vb = ChannelView(ma), ChannelView(mb)
+        spec = lambda m, r=None: layer_spectrum(m, rotation=r)  # noqa: E731 (views are new objects: no cache)
+    else:
+        va, vb, spec = ma, mb, lambda m, r=None: layer_spectrum(m, rotation=r) if r is not None else spectrum(m)
+    cin_b, cin_a = rot.shape
+    if cin_a == cin_b:
+        return (rotate_spectrum(spec(va), va.weight, rot), spec(vb)) if va is ma else (spec(va, rot), spec(vb))
+    if cin_a > cin_b:
+        return spec(va, rot), spec(vb)
+    return spec(va), spec(vb, rot.T)
+
+
 def _compare_layers(layers, stats, spectrum, n_draws, seed, n_vectors) -> Comparison:
-    """The rows of :func:`compare` from the input statistics of each layer pair."""
+    """The rows of :func:`compare` from the input statistics of each layer pair. C1 of eq. 6 is network a's
+    covariance in the space the pair is compared in (:func:`_aligned_spectra`): its floor rotates it there, its
+    ceiling resamples Cout_a neurons there, so that with equal widths the numbers are those of the same-width path."""
     rows, cosines, rotations = [], {}, {}
     for i, (((na, ma), (nb, mb)), st) in enumerate(zip(layers, stats)):
         rot = procrustes(st.cross)
-        square = rot.shape[0] == rot.shape[1]  # then orthogonal: a's spectrum rotates, no new SVD
-        spec_a = rotate_spectrum(spectrum(ma), ma.weight, rot) if square else layer_spectrum(ma, rotation=rot)
-        spec_b = spectrum(mb)
+        spec_a, spec_b = _aligned_spectra(ma, mb, rot, spectrum)
         if spec_a.d != spec_b.d:
             raise ValueError(f"layers {na} and {nb}: aligned input dims differ ({spec_a.d} vs {spec_b.d})")
         va, ua = spec_a.retained()
         vb, ub = spec_b.retained()
         sim = normalised_similarity(va, ua, vb, ub, spec_a.cout, n_draws, seed + 1000 * i)
-        same_space = weight_matrix(ma.weight).shape[1] == weight_matrix(mb.weight).shape[1]
+        same_space = rot.shape[0] == rot.shape[1] and _taps(ma) == _taps(mb)
         raw_a = spectrum(ma) if same_space else None
         cos_raw = bw_cosine(*raw_a.retained(), vb, ub) if same_space else float("nan")
         n = min(n_vectors, spec_a.vectors.shape[1], spec_b.vectors.shape[1])
@@ -241,5 +344,6 @@ def _compare_layers(layers, stats, spectrum, n_draws, seed, n_vectors) -> Compar
                          rank_a=spec_a.rank, rank_b=spec_b.rank, r_eff_a=spec_a.effective_rank,
                          r_eff_b=spec_b.effective_rank, cos_bw=sim.cos, cos_bw_unaligned=cos_raw,
                          floor=float(sim.floor.mean()), ceiling=float(sim.ceiling.mean()), S=sim.value,
-                         S_spread=sim.spread, residual=st.residual(rot)))
+                         S_spread=sim.spread, S_status=sim.status, residual=st.residual(rot),
+                         view="channels" if _taps(ma) != _taps(mb) else "full"))
     return Comparison(pd.DataFrame(rows), cosines, rotations, stats)

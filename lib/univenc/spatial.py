@@ -16,7 +16,7 @@ from torch import nn
 __all__ = ["spatial_covariance", "spatial_eigenvectors", "spatial_report", "spatial_similarity",
            "to_common_grid", "mean_spatial_covariance", "random_init_weights", "conv_weights",
            "canonical_filters", "save_filters", "layer_input_sizes", "default_input_size", "padding_dominated",
-           "PADDING_STATUS", "layer_maps", "canonical_score_table"]
+           "PADDING_STATUS", "layer_maps", "canonical_score_table", "weight_layers", "analysed"]
 
 # A k x k filter on a map not larger than k mostly multiplies the zero padding: on a 1x1 map only the centre
 # tap ever sees data, so only the centre tap trains and the spatial covariance is "centre pixel + init noise",
@@ -129,60 +129,112 @@ def padding_dominated(map_size, k: int) -> bool:
     return map_size is not None and not np.isnan(map_size) and map_size <= k
 
 
-def spatial_report(model: nn.Module, input_size=None, n_top=(1, 3, 5)) -> pd.DataFrame:
-    """One row per Conv2d layer: name, k, Cout, Cin, groups, map (the smaller side of the layer's input map),
-    status, eigenvalue spectrum (normalised to sum 1) and the fraction of variance in the top 1/3/5
-    eigenvectors.
+def weight_layers(model: nn.Module):
+    """(name, module) of every module that owns a weight of two or more dimensions (convolutions, linear layers,
+    embeddings, ...), in module order: the layers a report lists, analysed or not."""
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m._parameters.get("weight"), torch.Tensor) and m._parameters["weight"].dim() >= 2]
+
+
+NOT_SPATIAL = "not analysed: {} (no spatial structure; its channel covariance: univenc compare)"
+
+
+def _conv_status(m: nn.Conv2d, k: int, map_size) -> str:
+    """What the report says of an analysed k x k Conv2d."""
+    if padding_dominated(map_size, k):
+        return PADDING_STATUS
+    if m.groups == m.in_channels == m.out_channels and m.groups > 1:
+        status = "analysed (depthwise: one kernel per channel, so no channel covariance)"
+    elif m.groups > 1:
+        status = f"analysed per group ({m.groups} groups)"
+    elif m.stride == m.kernel_size:
+        status = "analysed (patch embedding: stride = kernel)"
+    else:
+        status = "analysed"
+    if k * k < 5:
+        status += f"; {k}x{k} has {k * k} spatial eigenvectors: top-5 and its score undefined"
+    return status
+
+
+def spatial_report(model: nn.Module, input_size=None, n_top=(1, 3, 5), init=None) -> pd.DataFrame:
+    """One row per weight layer (:func:`weight_layers`): name, kind, k, Cout, Cin, groups, map (the smaller side of
+    a conv's input map), status (analysed, or not and why), eigenvalue spectrum (normalised to sum 1) and the
+    fraction of variance in the top 1/3/5 eigenvectors (as many as exist), beside top5_isotropic = 5 / k^2 (its value
+    for i.i.d. weights). With ``init``, the network's initial weights (a network, state dict or checkpoint file:
+    :func:`univenc.travel.init_weights`), also travel: ||W - W0|| / ||W0|| of each trainable conv (NaN for frozen ones).
 
     input_size : (C, H, W) of the model's input, or an int H (3 x H x H); default :func:`default_input_size`
         (the zoo's networks know their dataset's). Unknown: the map column is NaN and no layer is flagged.
-    Layers whose input map is not larger than k get the status ``PADDING_STATUS`` (their spectrum is still
-    given). Grouped and depthwise convs are analysed per group: their weight (Cout, Cin/groups, k, k) holds one
-    filter per (output, input) pair within a group, exactly the filters the covariance averages over. 1x1
-    convs are reported with status "1x1: no spatial structure". Frozen convs (no gradient) are flagged."""
+    Every square k x k Conv2d with k > 1 is analysed, whatever k: a 2x2 one has 4 spatial eigenvectors, so its
+    top-5 is NaN. Layers whose input map is not larger than k get the status ``PADDING_STATUS`` (their spectrum is
+    still given). Grouped convs are analysed per group: their weight (Cout, Cin/groups, k, k) holds one filter per
+    (output, input) pair within a group, exactly the filters the covariance averages over; a depthwise conv holds
+    one kernel per channel and has no channel covariance; a patch embedding (stride = kernel) is a k x k filter
+    bank on the image. 1x1 convs and linear layers have no spatial structure (status "1x1: no spatial structure",
+    "not analysed: linear ..."); other weight layers say what they are."""
+    from .travel import init_weights, relative_travel
+
     maps = layer_maps(model, input_size)
+    initial = init_weights(init) if init is not None else None
     rows = []
-    for name, m in conv_weights(model):
-        k = m.kernel_size[0]
-        row = dict(layer=name, k=k, Cout=m.out_channels, Cin=m.in_channels, groups=m.groups, map=maps[name],
-                   trainable=m.weight.requires_grad)
-        if m.kernel_size[0] != m.kernel_size[1]:
+    for name, m in weight_layers(model):
+        row = dict(layer=name, kind=type(m).__name__, trainable=m.weight.requires_grad)
+        if isinstance(m, nn.Conv2d):
+            row.update(k=m.kernel_size[0], Cout=m.out_channels, Cin=m.in_channels, groups=m.groups, map=maps[name])
+            if initial is not None:
+                if f"{name}.weight" not in initial:
+                    raise ValueError(f"the initialisation has no {name}.weight: is it the initialisation of this "
+                                     f"network?")
+                row["travel"] = relative_travel(m.weight, initial[f"{name}.weight"]) if m.weight.requires_grad \
+                    else np.nan
+        if not isinstance(m, nn.Conv2d):
+            row["status"] = NOT_SPATIAL.format("linear") if isinstance(m, nn.Linear) else \
+                f"not analysed: {type(m).__name__} has no square 2-D kernel"
+        elif m.kernel_size[0] != m.kernel_size[1]:
             row["status"] = f"skipped: non-square kernel {m.kernel_size}"
-        elif k == 1:
+        elif row["k"] == 1:
             row["status"] = "1x1: no spatial structure"
         else:
+            k = row["k"]
             vals, _ = spatial_eigenvectors(m.weight)
             frac = vals / vals.sum()
-            row["status"] = "analysed" if m.groups == 1 else f"analysed per group ({m.groups} groups)"
-            if padding_dominated(row["map"], k):
-                row["status"] = PADDING_STATUS
+            row["status"] = _conv_status(m, k, row["map"])
             row["spectrum"] = frac
             for n in n_top:
-                row[f"top{n}"] = float(frac[:n].sum())
+                row[f"top{n}"] = float(frac[:n].sum()) if n <= k * k else np.nan
+            row["top5_isotropic"] = min(1.0, 5 / k ** 2) if k * k >= 5 else np.nan
         rows.append(row)
-    if not rows:
-        raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer: spatial analysis needs conv layers")
+    kinds = sorted({type(m).__name__ for _, m in weight_layers(model)})
+    if not any(isinstance(m, nn.Conv2d) for _, m in weight_layers(model)):
+        raise ValueError(f"{type(model).__name__} has no nn.Conv2d layer: spatial analysis needs conv layers (its "
+                         f"weight layers: {', '.join(kinds) or 'none'})")
     return pd.DataFrame(rows)
 
 
+def analysed(report: pd.DataFrame) -> pd.Series:
+    """Which rows of a :func:`spatial_report` hold an analysed spatial covariance (padding-dominated ones included)."""
+    return report.status.str.startswith("analysed") | (report.status == PADDING_STATUS)
+
+
 def canonical_score_table(model: nn.Module, input_size=None, n: int = 5, null_seeds: int = 5,
-                          filters=None) -> pd.DataFrame:
+                          filters=None, init=None) -> pd.DataFrame:
     """:func:`spatial_report` plus each k x k layer's universality score against a canonical filter set (default:
     the package's, ``univenc.models.canonical_spatial_filters``): the matched |cos| of the top-``n`` eigen-images
     (:func:`spatial_similarity`), beside the same score for PyTorch-default random-init weights of the layer's
-    shape (``null`` and ``null_std`` over ``null_seeds``). Layers not analysed (1x1, non-square) get NaN."""
+    shape (``null`` and ``null_std`` over ``null_seeds``). Layers not analysed (1x1, non-square) get NaN. With the
+    network's initial weights ``init``, also each layer's travel (:func:`spatial_report`)."""
     from .models import canonical_spatial_filters
 
-    report = spatial_report(model, input_size=input_size).drop(columns=["spectrum"], errors="ignore")
-    analysed = report.status.str.startswith("analysed") | (report.status == PADDING_STATUS)
-    if not analysed.any():
+    report = spatial_report(model, input_size=input_size, init=init).drop(columns=["spectrum"], errors="ignore")
+    scored = analysed(report) & (report.get("k", pd.Series(0, index=report.index)) ** 2 >= n)
+    if not analysed(report).any():
         raise ValueError(f"{type(model).__name__} has no square k x k conv layer (k > 1): there is no spatial "
-                         f"structure to analyse (its conv layers: {', '.join(sorted(set(report.status)))})")
+                         f"structure to analyse (its layers: {', '.join(sorted(set(report.status)))})")
     canonical = np.asarray(canonical_spatial_filters() if filters is None else filters, dtype=np.float64)
     modules = dict(conv_weights(model))
     scores, nulls = [], []
     for row in report.itertuples():
-        if not analysed[row.Index]:
+        if not scored[row.Index]:  # not a k x k spatial covariance, or fewer than n eigenvectors to match
             scores.append(np.nan), nulls.append([np.nan])
             continue
         weight = modules[row.layer].weight

@@ -18,6 +18,7 @@ from .covariance import layer_spectrum
 from .models import load_checkpoint_model
 from .similarity import compare
 from .spatial import conv_weights, spatial_eigenvectors, spatial_similarity
+from .travel import relative_travel
 
 __all__ = ["learning_trajectory"]
 
@@ -33,16 +34,20 @@ def _load_run(paths, model) -> dict[int, nn.Module]:
     return nets
 
 
-def _network_rows(net: nn.Module, final: nn.Module, n: int) -> list[dict]:
-    """Spatial statistics of each k x k conv and r_eff of each analysed layer, one row per layer."""
+def _network_rows(net: nn.Module, final: nn.Module, n: int, init: nn.Module | None = None) -> list[dict]:
+    """Spatial statistics of each k x k conv, r_eff of each analysed layer and, with the run's ``init``, each
+    trainable conv's travel from it; one row per layer."""
     rows = {}
     final_convs = dict(conv_weights(final))
+    init_convs = dict(conv_weights(init)) if init is not None else {}
     for name, m in conv_weights(net):
         if m.kernel_size[0] > 1 and m.kernel_size[0] == m.kernel_size[1] and m.weight.requires_grad:
             vals, vecs = spatial_eigenvectors(m.weight)
             final_vecs = spatial_eigenvectors(final_convs[name].weight)[1]
             rows[name] = dict(top5=float(vals[:5].sum() / vals.sum()),
                               spatial_score=spatial_similarity(vecs, final_vecs, n))
+        if name in init_convs and m.weight.requires_grad:
+            rows.setdefault(name, {})["travel"] = relative_travel(m.weight, init_convs[name].weight)
     for depth, (name, m) in enumerate(analysed_layers(net), start=1):
         rows.setdefault(name, {}).update(depth=depth, r_eff=layer_spectrum(m).effective_rank)
     return [dict(layer=name, **stats) for name, stats in rows.items()]
@@ -59,7 +64,8 @@ def learning_trajectory(checkpoints_a, checkpoints_b=None, batches=None, model: 
 
     Returns one row per (run, epoch, layer): run ("a" or "b"), epoch, layer, depth (index among the analysed
     layers), top5 (spatial top-5 variance fraction; k x k layers only), spatial_score (matched |cos| of the
-    top-``n`` spatial eigenvectors against the same layer of the run's final network), r_eff (eq. 4) and,
+    top-``n`` spatial eigenvectors against the same layer of the run's final network), travel (||W - W0|| /
+    ||W0|| from the run's epoch 0, when it is among the checkpoints), r_eff (eq. 4) and,
     with two runs, S and S_spread (eq. 6 between the two runs at that epoch; on run "a"'s rows). NaN where a
     statistic does not apply (no k x k filter, or S undefined when no eigenvalue is above the noise).
     """
@@ -73,8 +79,10 @@ def learning_trajectory(checkpoints_a, checkpoints_b=None, batches=None, model: 
     for run, nets in runs.items():
         final = nets[max(nets)]
         for epoch in tqdm(sorted(nets), desc=f"trajectory {run}", disable=not progress, leave=False):
-            rows += [dict(run=run, epoch=epoch, **r) for r in _network_rows(nets[epoch], final, n)]
+            rows += [dict(run=run, epoch=epoch, **r) for r in _network_rows(nets[epoch], final, n, nets.get(0))]
     table = pd.DataFrame(rows)
+    if "travel" not in table:
+        table["travel"] = np.nan
     table["S"] = table["S_spread"] = np.nan
     if "b" in runs:
         common = sorted(set(runs["a"]) & set(runs["b"]))

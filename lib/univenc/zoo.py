@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -159,8 +160,10 @@ def _train_in_memory(spec, p, cfg, out_dir, root, progress, per_class=None, name
 
 def zoo_table(preset, root=None) -> pd.DataFrame:
     """One row per trained network of the preset, read from its final checkpoint: preset, name, arch, task,
-    labels, train_images, epochs, lr, schedule, train_acc (its own training images, eval mode, no
-    augmentation), test_acc and seconds (sum of the epochs' wall times). Notebook 01 writes it to zoo.csv (through
+    labels, train_images, epochs, lr, schedule, precision, train_acc (its own training images, eval mode, no
+    augmentation), test_acc, seconds (sum of the epochs' wall times), and how far it moved from its initial
+    weights (``epoch_000.pt``; :mod:`univenc.travel`): travel_mean, travel_min over its conv layers, top5_mean of its
+    k x k layers past the first beside top5_isotropic (5 / k^2). Notebook 01 writes it to zoo.csv (through
     ``univenc.experiments.zoo_table``, which records it in the results file)."""
     p = get_preset(preset)
     rows = []
@@ -174,9 +177,22 @@ def zoo_table(preset, root=None) -> pd.DataFrame:
                          labels=f"random {spec.task.random_labels}" if spec.task.random_labels else "true",
                          train_images=cfg.get("train_images"), epochs=cfg["train"]["epochs"],
                          lr=cfg["train"]["lr"], schedule=cfg["train"].get("schedule", "step"),
+                         precision=cfg["train"].get("precision", "fp32"),
                          train_acc=ckpt.get("train_eval_acc", float("nan")), test_acc=log[-1]["test_acc"],
-                         seconds=round(sum(r["seconds"] for r in log), 1)))
+                         seconds=round(sum(r["seconds"] for r in log), 1), **_travel_of(path)))
     return pd.DataFrame(rows)
+
+
+def _travel_of(final: Path) -> dict:
+    """travel_mean, travel_min, top5_mean, top5_isotropic of a trained network (:mod:`univenc.travel`), from its
+    final checkpoint and the initial weights beside it (``epoch_000.pt``); NaN without them."""
+    from .spatial import spatial_report
+    from .travel import travel_summary
+
+    init = final.parent / "epoch_000.pt"
+    if not init.exists():
+        return dict(travel_mean=np.nan, travel_min=np.nan, top5_mean=np.nan, top5_isotropic=np.nan)
+    return travel_summary(spatial_report(load_checkpoint_model(final)[0], input_size=None, init=init))
 
 
 # --------------------------------------------------------------------------- training-dynamics sweep (Fig. 7)
