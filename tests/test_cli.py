@@ -225,3 +225,25 @@ def test_a_state_dict_with_another_class_count_loads_without_a_factory(tmp_path,
     torch.save({k: v for k, v in net.state_dict().items() if k != "fc.bias"}, tmp_path / "broken.pt")
     with pytest.raises(ModelReferenceError, match="missing keys: fc.bias"):
         resolve_model(str(tmp_path / "broken.pt"), arch="torchvision:resnet18")
+
+
+@needs("cifar10")
+def test_init_writes_a_covariance_file_or_a_rainbow_network(tmp_path, capsys):
+    from univenc.init import load_encoding, universal_init
+    from univenc.models import VGG, load_checkpoint_model
+    torch.manual_seed(0)
+    source = VGG(10, 3, 0.125)
+    torch.save({"state_dict": source.state_dict(), "config": {"model": source.config}, "epoch": 15}, tmp_path / "src.pt")
+    main(["init", "--from", str(tmp_path / "src.pt"), "--arch", "univenc_vgg11", "--out", str(tmp_path / "enc.pt")])
+    out = capsys.readouterr()
+    assert "wrote the covariance file" in out.err and "features.11.0" in out.out
+    encoding = load_encoding(tmp_path / "enc.pt")
+    wider = universal_init(VGG(10, 3, 0.25), encoding, seed=1)  # at its own widths
+    assert torch.isfinite(wider.features[11][0].weight).all()
+    main(["init", "--from", str(tmp_path / "src.pt"), "--data", "cifar10", "--images", "64",
+          "--out", str(tmp_path / "rainbow.pt")])
+    rainbow, epoch = load_checkpoint_model(tmp_path / "rainbow.pt")
+    assert epoch == 0 and not torch.equal(rainbow.features[4][0].weight, source.features[4][0].weight)
+    capsys.readouterr()
+    fails(["init", "--from", str(tmp_path / "src.pt"), "--arch", "timm:resnet10t", "--out", str(tmp_path / "x.pt")],
+          capsys, "layers to draw")

@@ -11,20 +11,24 @@ from dataclasses import dataclass
 from .data import Task
 
 __all__ = ["NetSpec", "ZOO", "ZOO_BY_NAME", "PAIRS", "NON_NATURAL", "DATASET_NETS", "NATURAL_NETS",
-           "NON_NATURAL_NETS", "RESNET_PAIRS", "Ablation", "ABLATIONS", "ABLATION_NETS"]
+           "NON_NATURAL_NETS", "RESNET_PAIRS", "ARCHITECTURE_PAIRS", "Ablation", "ABLATIONS", "ABLATION_NETS"]
 
 
 @dataclass(frozen=True)
 class NetSpec:
     """One network of the zoo.
 
-    arch : "vgg" (standard, Appendix B.1), "factorized" (B.2) or "resnet18" (torchvision's, unchanged).
+    arch : "vgg" (standard, Appendix B.1), "factorized" (B.2), "resnet18" (torchvision's, unchanged), "convnext"
+           (timm's smallest) or "vit" (a small ViT): ``univenc.models.ARCHITECTURES``.
     recipe : "standard"; "random_fig1b" (random labels, no BN, no augmentation, 2x epochs, lr ``fig1b_lr``);
              "random_fig34" (random labels, BN and augmentation kept, 4x epochs).
     match_steps : a small dataset (``univenc.data.TRAIN_CLASS_COUNTS``): it trains on all its training images
              (up to the preset's cap) for as many epochs as give the gradient steps of a CIFAR-10 network of
              the preset (``univenc.zoo.train_images``).
     figures : the figures that use it.
+    init : "default" (PyTorch's, B.3), "closed_form" (univenc.init's learning-free spatial covariance) or
+           "cov:<zoo network>" (drawn from that trained network's covariance file, ``univenc.init.universal_init``).
+    curve : evaluate the test accuracy after every epoch (accuracy against steps, notebook 13).
     """
     name: str
     arch: str
@@ -35,6 +39,13 @@ class NetSpec:
     head: str = "linear"
     figures: tuple = ()
     match_steps: bool = False
+    init: str = "default"
+    curve: bool = False
+
+    @property
+    def init_source(self) -> str | None:
+        """The zoo network whose covariances initialise it, if any (it must be trained first)."""
+        return self.init.split(":", 1)[1] if self.init.startswith("cov:") else None
 
 
 def _t(name, **kw):
@@ -86,6 +97,21 @@ ZOO = [
     NetSpec("resnet18_cifar100", "resnet18", _t("cifar100"), 303, figures=("8",)),
     NetSpec("resnet18_cifar10_random", "resnet18", _t("cifar10", random_labels="a"), 304, recipe="random_fig34",
             figures=("8",)),
+    # Across architectures (notebook 12): timm's smallest ConvNeXt and a small ViT, two seeds each.
+    NetSpec("convnext_cifar10", "convnext", _t("cifar10"), 401, figures=("11",)),
+    NetSpec("convnext_cifar10_bis", "convnext", _t("cifar10"), 402, figures=("11",)),
+    NetSpec("vit_cifar10", "vit", _t("cifar10"), 403, figures=("11",)),
+    NetSpec("vit_cifar10_bis", "vit", _t("cifar10"), 404, figures=("11",)),
+    # Universal initialisation (notebook 13): a standard VGG-11 (k = 3, MLP head, as vgg_k3_cifar10) on CIFAR-10 and
+    # on chest X-rays from PyTorch's init, the closed form, or another network's covariances; two seeds each.
+    *[NetSpec(f"init_{label}_{target}_{seed}", "vgg", _t(target), 501 + 2 * i + j, head="mlp", figures=("12",),
+              match_steps=target != "cifar10", init=init, curve=True)
+      for i, (label, target, init) in enumerate([
+          ("default", "cifar10", "default"), ("closedform", "cifar10", "closed_form"),
+          ("cifar100", "cifar10", "cov:vgg_k3_cifar100"), ("mnist", "cifar10", "cov:vgg_k3_mnist"),
+          ("own", "cifar10", "cov:vgg_k3_cifar10"), ("default", "pneumoniamnist", "default"),
+          ("cifar10", "pneumoniamnist", "cov:vgg_k3_cifar10")])
+      for j, seed in enumerate("ab")],
 ]
 ZOO_BY_NAME = {s.name: s for s in ZOO}
 
@@ -94,6 +120,12 @@ DATASET_NETS = ["fac_cifar5", "fac_cifar10", "fac_cifar10a", "fac_cifar10b", "fa
                 "fac_cifar100b", "fac_imagenet32", "fac_mnist"]
 NATURAL_NETS = [n for n in DATASET_NETS if n != "fac_mnist"]
 NON_NATURAL_NETS = [f"fac_{ds}" for ds in NON_NATURAL]
+# Fig. 11 (b): channel S by depth within and across architectures (two architectures: layers paired by input map).
+ARCHITECTURE_PAIRS = [("vgg_k3_cifar10", "vgg_k3_cifar10_bis", "VGG vs VGG"),
+                      ("vgg_k3_cifar10", "resnet18_cifar10", "VGG vs ResNet"),
+                      ("resnet18_cifar10", "convnext_cifar10", "ResNet vs ConvNeXt"),
+                      ("convnext_cifar10", "convnext_cifar10_bis", "ConvNeXt vs ConvNeXt"),
+                      ("vit_cifar10", "vit_cifar10_bis", "ViT vs ViT")]
 RESNET_PAIRS = [("resnet18_cifar10", "resnet18_cifar10_bis", "seeds"),
                 ("resnet18_cifar10", "resnet18_cifar100", "datasets"),
                 ("resnet18_cifar10", "resnet18_cifar10_random", "true vs random")]

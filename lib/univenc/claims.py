@@ -405,11 +405,161 @@ def claim_13_non_natural_spatial(ctx):
                                 against="vgg_k3_cifar10")
 
 
+CONVNEXTS, VITS = ["convnext_cifar10", "convnext_cifar10_bis"], ["vit_cifar10", "vit_cifar10_bis"]
+
+
+def claim_14_depthwise_and_patches(ctx):
+    """Fixed before the cpu run of the architectures issue: claim 12's thresholds and reference set, on a
+    ConvNeXt's depthwise kernels and a ViT's patch embedding, maps larger than the kernel only."""
+    text = ("Spatial eigenvectors of depthwise kernels (ConvNeXt) and of patch embeddings (ViT) are the canonical set")
+    table = ex.canonical_scores(CONVNEXTS + VITS, ctx.preset, ctx.root)
+    if table.empty:
+        return ctx.not_tested(14, text, f"networks missing ({', '.join(CONVNEXTS + VITS)})", "CIFAR-10")
+    kept = table[(table.status.str.startswith("analysed (depthwise") | table.status.str.startswith(
+        "analysed (patch embedding")) & ~table.padded]
+    per = kept.groupby("net", sort=False).agg(score=("score", "mean"), null=("null", "mean"),
+                                              null_std=("null_std", "mean"), layers=("layer", list))
+    if per.empty:
+        return ctx.not_tested(14, text, "no depthwise kernel or patch embedding on a map larger than it", "CIFAR-10")
+    ok = (per.score >= MIN_SPATIAL_SCORE) & (per.score > per.null + NULL_SIGMAS * per.null_std)
+    worst = per.score.idxmin()
+    return Claim(
+        14, text, "per network: mean over its depthwise kernels (ConvNeXt) or its patch embedding (ViT), on input "
+        "maps larger than the kernel, of the matched |cos| of the top-5 spatial eigenvectors against univenc's "
+        "canonical 3x3 set (resampled to the kernel's grid)",
+        f"every network >= {MIN_SPATIAL_SCORE} and > null + {NULL_SIGMAS:g} sd (null: random-init weights of the "
+        "same shapes against the same set)",
+        "; ".join(f"{n}: {r.score:.3f} (layers {_layers(r.layers)})" for n, r in per.iterrows()),
+        "; ".join(f"{r.null:.3f}±{r.null_std:.3f}" for _, r in per.iterrows()), bool(ok.all()), "CIFAR-10",
+        ctx.preset.name, _numbers(per.score.min(), MIN_SPATIAL_SCORE, null=per.null[worst],
+                                  spread=per.null_std[worst]), list(per.index))
+
+
+CROSS, CONTROL = ("vgg_k3_cifar10", "resnet18_cifar10"), ("vgg_k3_cifar10", "vgg_k3_mnist")
+
+
+def claim_15_architectures_vs_data(ctx):
+    """Fixed before the cpu run of the architectures issue."""
+    text = ("Channel encodings are closer between two architectures on the same data than between one architecture "
+            "on natural data and on the non-natural control")
+    pairs = ex.compare_pairs(ctx.preset, ctx.root, pairs=[(*CROSS, "architectures"), (*CONTROL, "control")])[0]
+    if pairs.empty or set(pairs.group) != {"architectures", "control"}:
+        return ctx.not_tested(15, text, f"networks missing ({', '.join(sorted(set(CROSS + CONTROL)))})",
+                              "CIFAR-10, MNIST")
+    cross, control = (pairs[pairs.group == g] for g in ("architectures", "control"))
+    spread = float(np.sqrt((cross.S_spread ** 2).mean() + (control.S_spread ** 2).mean()))
+    s_cross, s_control = cross.S.mean(), control.S.mean()
+    return Claim(
+        15, text, "mean S over paired layers: VGG-11 vs ResNet-18 on CIFAR-10 (layers paired by input map size), "
+        "VGG-11 on CIFAR-10 vs VGG-11 on MNIST",
+        "S(VGG, ResNet) > S(CIFAR-10, MNIST) by more than the floor/ceiling spread",
+        f"S(VGG, ResNet; CIFAR-10) = {s_cross:.3f} over {cross.S.notna().sum()} layers; S(CIFAR-10, MNIST; VGG) = "
+        f"{s_control:.3f}", f"spread {spread:.3f}", bool(s_cross - s_control > spread), "CIFAR-10, MNIST",
+        ctx.preset.name, _numbers(s_cross - s_control, spread, null=0.0, spread=spread),
+        sorted(set(CROSS + CONTROL)))
+
+
+def claim_16_vit_seeds(ctx):
+    """Fixed before the cpu run of the architectures issue."""
+    text = "Two ViT seeds share channel encodings in the attention and MLP projections"
+    pairs = ex.compare_pairs(ctx.preset, ctx.root, pairs=[(*VITS, "seeds")])[0]
+    if pairs.empty:
+        return ctx.not_tested(16, text, f"networks missing ({', '.join(VITS)})", "CIFAR-10")
+    proj = pairs[pairs.layer_a.str.contains(r"\.(attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2)$")]
+    s, spread = proj.S.mean(), float(np.sqrt((proj.S_spread ** 2).mean()))
+    return Claim(
+        16, text, "mean S (eq. 6) between vit_cifar10 and vit_cifar10_bis over the attention (qkv, output) and MLP "
+        "(fc1, fc2) linear layers, aligned on their input tokens",
+        f"mean S > 0 (the random-rotation floor) by more than {NULL_SIGMAS:g} x the floor/ceiling spread",
+        f"mean S {s:.3f} over {proj.S.notna().sum()} of {len(proj)} layers (S undefined elsewhere); by kind: "
+        + ", ".join(f"{k} {proj[proj.layer_a.str.endswith(k)].S.mean():.2f}"
+                    for k in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")),
+        f"0 (floor); spread {spread:.3f}", bool(s > NULL_SIGMAS * spread), "CIFAR-10", ctx.preset.name,
+        _numbers(s, NULL_SIGMAS * spread, null=0.0, spread=spread), list(VITS))
+
+
+RAINBOW_KEPT = 0.75   # "most of the accuracy": this share of the source's accuracy above chance
+SPEEDUP = 0.8         # "speeds up training": the Kaiming runs' final accuracy in at most this share of their steps
+
+
+def claim_17_rainbow(ctx):
+    """Fixed before the cpu run of the universal-initialisation issue."""
+    text = ("Rainbow networks (every layer drawn from the trained network's aligned covariances) keep most of its "
+            "accuracy")
+    table = ex.rainbow_table(ex.RAINBOW_SOURCE, ctx.preset, ctx.root)
+    if table.empty:
+        return ctx.not_tested(17, text, f"network missing ({ex.RAINBOW_SOURCE})", "CIFAR-10")
+    source = table[table.method == "source, classifier retrained"].test_acc.iloc[0]
+    aligned = table[table.method == "rainbow, aligned"]
+    full = aligned[aligned.depth == aligned.depth.max()].test_acc.iloc[0]
+    unaligned = table[table.method == "rainbow, unaligned"]
+    fresh = table[table.method == "PyTorch init, classifier retrained"].test_acc.iloc[0]
+    chance = 0.1
+    kept = (full - chance) / (source - chance)
+    return Claim(
+        17, text, f"test accuracy of the rainbow network of {ex.RAINBOW_SOURCE} (all layers sampled, aligned on its "
+        "training images, BatchNorm recomputed) with its classifier retrained, as a share of the source's (its "
+        "classifier retrained too) above chance (0.1)",
+        f">= {RAINBOW_KEPT:g} of the source's accuracy above chance",
+        f"rainbow {full:.3f}, source {source:.3f}: {kept:.2f} kept; by depth (aligned): "
+        + ", ".join(f"{int(r.depth)}: {r.test_acc:.3f}" for r in aligned.itertuples())
+        + f"; unaligned, all layers: {unaligned[unaligned.depth == unaligned.depth.max()].test_acc.iloc[0]:.3f}",
+        f"PyTorch init with its classifier retrained: {fresh:.3f}", bool(kept >= RAINBOW_KEPT), "CIFAR-10",
+        ctx.preset.name, _numbers(kept, RAINBOW_KEPT, null=(fresh - chance) / (source - chance)),
+        [ex.RAINBOW_SOURCE])
+
+
+def _steps(ctx, target):
+    curves = ex.init_curves(ctx.preset, ctx.root)
+    table = ex.steps_to_accuracy(curves[curves.target == target]) if len(curves) else curves
+    return table.set_index("init") if len(table) else table
+
+
+def claim_18_speedup(ctx):
+    """Fixed before the cpu run of the universal-initialisation issue."""
+    text = "Covariances learned on another natural dataset (CIFAR-100) speed up training on CIFAR-10 against Kaiming"
+    t = _steps(ctx, "cifar10")
+    if len(t) == 0 or not {"default", "cifar100"} <= set(t.index):
+        return ctx.not_tested(18, text, "the init study's CIFAR-10 networks are missing", "CIFAR-10, CIFAR-100")
+    ref, fast = t.loc["default"], t.loc["cifar100"]
+    ratio = fast.mean_steps / ref.mean_steps
+    return Claim(
+        18, text, "mean over seeds of the optimiser steps a standard VGG-11 initialised from vgg_k3_cifar100's "
+        "covariances (univenc.init.universal_init) needs to reach the mean final test accuracy of the PyTorch-init "
+        "(Kaiming-uniform) seeds, over the steps those need",
+        f"<= {SPEEDUP:g} (and reached by every seed)",
+        f"{ratio:.2f} ({fast.mean_steps:.0f} vs {ref.mean_steps:.0f} steps to {ref.reference_acc:.3f}); final "
+        f"accuracy {fast.final_acc:.3f} ± {fast.final_sd:.3f} vs {ref.final_acc:.3f} ± {ref.final_sd:.3f}",
+        "1 (no speed-up)", bool(np.isfinite(ratio) and ratio <= SPEEDUP), "CIFAR-10 (covariances: CIFAR-100)",
+        ctx.preset.name, _numbers(ratio if np.isfinite(ratio) else np.nan, SPEEDUP, "<=", null=1.0),
+        ["vgg_k3_cifar100"] + [s.name for s in ex.INIT_STUDY if s.task.name == "cifar10"])
+
+
+def claim_19_natural_covariances(ctx):
+    """Fixed before the cpu run of the universal-initialisation issue."""
+    text = "Natural-image covariances (CIFAR-100) help a natural target (CIFAR-10) more than MNIST's do"
+    t = _steps(ctx, "cifar10")
+    if len(t) == 0 or not {"cifar100", "mnist"} <= set(t.index):
+        return ctx.not_tested(19, text, "the init study's CIFAR-10 networks are missing", "CIFAR-10")
+    nat, mnist = t.loc["cifar100"], t.loc["mnist"]
+    spread = float(np.nanmax(t.final_sd))
+    gain = nat.final_acc - mnist.final_acc
+    return Claim(
+        19, text, "mean final test accuracy over seeds on CIFAR-10: initialised from vgg_k3_cifar100's covariances "
+        "minus from vgg_k3_mnist's", "> the largest seed sd of any init in the study",
+        f"{gain:+.3f} ({nat.final_acc:.3f} vs {mnist.final_acc:.3f}); steps to the Kaiming accuracy: "
+        f"{nat.mean_steps:.0f} vs {mnist.mean_steps:.0f}", f"seed sd up to {spread:.3f}", bool(gain > spread),
+        "CIFAR-10 (covariances: CIFAR-100, MNIST)", ctx.preset.name, _numbers(gain, spread, null=0.0, spread=spread),
+        ["vgg_k3_cifar100", "vgg_k3_mnist"] + [s.name for s in ex.INIT_STUDY if s.task.name == "cifar10"])
+
+
 # {claim id: its function}, in the report's order; a function may give several rows (claim 9: one per control).
 CLAIMS = {1: claim_1_filter_sizes, 2: claim_2_datasets_and_labels, "2-all": claim_2_all_layers,
           3: claim_3_first_layer, 4: claim_4_alignment, 5: claim_5_truncation, 6: claim_6_natural_datasets,
           7: claim_7_true_vs_random, 8: claim_8_effective_rank, 9: claim_9_non_natural, 10: claim_10_twins_grow,
-          11: claim_11_robust, 12: claim_12_resnet_spatial, 13: claim_13_non_natural_spatial}
+          11: claim_11_robust, 12: claim_12_resnet_spatial, 13: claim_13_non_natural_spatial,
+          14: claim_14_depthwise_and_patches, 15: claim_15_architectures_vs_data, 16: claim_16_vit_seeds,
+          17: claim_17_rainbow, 18: claim_18_speedup, 19: claim_19_natural_covariances}
 
 
 def evaluate_claims(preset, root=None, only=None) -> list[Claim]:

@@ -3,6 +3,7 @@
     univenc spatial torchvision:resnet18 --input-size 3 32 32
     univenc compare run_a/final.pt run_b/final.pt --data cifar10 --out results/
     univenc trajectory run_a/epoch_*.pt run_a/final.pt
+    univenc init --from run_a/final.pt --out init.pt          (a covariance file: univenc.init)
     univenc zoo --preset cpu --jobs 2          univenc reproduce --preset smoke
 
 Models are references (``univenc.refs``): torchvision:NAME[:WEIGHTS], timm:NAME[:pretrained], a zoo name with
@@ -21,15 +22,15 @@ import pandas as pd
 __all__ = ["main", "model_batches"]
 
 
-def model_batches(model, dataset: str, images: int, root=None, batch_size: int = 250):
-    """The first ``images`` test images of ``dataset``, preprocessed as univenc trains, checked to run through
-    ``model`` (a clear error when it cannot take them)."""
+def model_batches(model, dataset: str, images: int, root=None, batch_size: int = 250, train: bool = False):
+    """The first ``images`` test (or ``train``) images of ``dataset``, preprocessed as univenc trains, checked to
+    run through ``model`` (a clear error when it cannot take them)."""
     import torch
 
     from .data import load_dataset
     from .training import tensor_batches
 
-    x, y = load_dataset(dataset, train=False, root=root)
+    x, y = load_dataset(dataset, train=train, root=root)
     x, y = x[:images], y[:images]
     batches = [b for b, _ in tensor_batches(x, y, batch_size, False, None, torch.device("cpu"), shuffle=False)]
     try:
@@ -149,6 +150,38 @@ def _compare(args):
     print(READING_S, file=sys.stderr)
 
 
+def _init(args):
+    """Write a covariance file of a trained network (universal init), or with --data a rainbow network drawn from it."""
+    from .init import encode, sample_like, save_encoding, universal_init
+    from .refs import resolve_model
+    from .storage import save_torch
+
+    source = resolve_model(args.source, args.arch_source, args.preset, args.root, args.num_classes)
+    target = resolve_model(args.arch, preset=args.preset, root=args.root, num_classes=args.num_classes) \
+        if args.arch else None
+    if args.data is None:
+        encoding = encode(source, args.source)
+        if target is not None:  # it must fit: fails now, naming the layer, rather than later
+            universal_init(target, encoding)
+        save_encoding(encoding, args.out)
+        table = pd.DataFrame([dict(layer=c.name, k=c.k, Cin=c.cin, Cout=c.cout, spikes=len(c.channel),
+                                   spatial="yes" if c.spatial is not None else "1x1",
+                                   first_layer_covariance="yes" if c.full is not None else "", scale=c.scale)
+                              for c in encoding["layers"]])
+        _emit(table, argparse.Namespace(format=args.format, out=None), "init")
+        print(f"[univenc] wrote the covariance file {args.out} (no weights): univenc.init.universal_init(model, "
+              f"univenc.init.load_encoding({str(args.out)!r})) draws a network from it", file=sys.stderr)
+        return
+    batches = model_batches(source, args.data, args.images, args.root, train=True)
+    net = sample_like(source, batches, target=target, seed=args.seed)
+    config = {"model": net.config} if hasattr(net, "config") else {}
+    save_torch({"state_dict": net.state_dict(), "config": config, "epoch": 0, "log": [],
+                "init": {"source": args.source, "data": args.data, "images": args.images, "seed": args.seed}},
+               args.out)
+    print(f"[univenc] wrote a rainbow network of {args.source} (every layer drawn from its covariances, aligned on "
+          f"{args.images} {args.data} training images) to {args.out}", file=sys.stderr)
+
+
 READING_S = ("How to read S (eq. 6): 0 is the random-rotation floor, 1 the resampling ceiling (two independent "
              "draws of Cout neurons from one covariance). A network compared with itself, or a near copy, has no "
              "sampling noise between the two and scores above 1. S is undefined (NaN) where no eigenvalue is above "
@@ -241,6 +274,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=1000)
     common(p)
     p.set_defaults(run=_trajectory)
+
+    p = sub.add_parser("init", help="a covariance file of a trained network, or a rainbow network drawn from it",
+                       description="Without --data: write the covariance file of SOURCE (spatial covariances, channel "
+                       "spectra, the first layer's covariance; no weights), from which univenc.init.universal_init "
+                       "draws a network of its family at any width (--arch: check one now). With --data: draw a "
+                       "rainbow network from SOURCE, each layer aligned on the dataset's first --images training "
+                       "images (of --arch's widths if given), and write it as a univenc checkpoint (epoch 0).")
+    p.add_argument("--from", dest="source", required=True, metavar="SOURCE", help="the trained network (a reference)")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--arch", help="the architecture to initialise (a reference, e.g. univenc_vgg11)")
+    p.add_argument("--arch-source", help="architecture of a plain state-dict SOURCE")
+    p.add_argument("--num-classes", type=int, help="classes of a torchvision or timm model's classifier")
+    p.add_argument("--data", help="a dataset: draw a rainbow network aligned on its training images")
+    p.add_argument("--images", type=int, default=2000, help="images for the alignment (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", help="preset of zoo names (smoke, cpu, paper)")
+    p.add_argument("--root", help="data root (default: $UNIVENC_DATA or <repo>/data)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="stdout format")
+    p.set_defaults(run=_init)
 
     for name, target in DELEGATED.items():  # listed in --help; main() hands their arguments over
         sub.add_parser(name, help=f"python -m {target} (its own --help)", add_help=False)

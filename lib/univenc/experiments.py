@@ -23,8 +23,8 @@ from .covariance import fold_batchnorm_scale, layer_spectrum, truncate_layer
 from .data import data_root, load_dataset
 from .results import recorded, results_source
 from .similarity import compare, compare_many, with_travel
-from .spatial import (conv_weights, layer_maps, mean_spatial_covariance, padding_dominated, random_init_weights,
-                      spatial_eigenvectors, spatial_similarity)
+from .spatial import (PADDING_STATUS, conv_weights, layer_maps, mean_spatial_covariance, padding_dominated,
+                      random_init_weights, spatial_eigenvectors, spatial_similarity)
 from .storage import load_checkpoint, save_torch
 from .training import evaluate, tensor_batches
 from .catalogue import ABLATION_NETS, ABLATIONS, PAIRS, ZOO, ZOO_BY_NAME
@@ -37,7 +37,8 @@ __all__ = ["trained", "spatial_layers", "spatial_maps", "spatial_score_table", "
            "probe_batches", "compare_pair", "compare_pairs", "layer_ranks", "rank_curves", "top_similarity",
            "random_init_net", "results_dir", "null_comparison", "layer_ranks_random", "trajectory",
            "ablation_table", "spatial_grid", "raw_filters", "spatial_report_of", "canonical_filter_set",
-           "training_logs", "zoo_table", "zoo_net", "canonical_scores", "chance_levels"]
+           "training_logs", "zoo_table", "zoo_net", "canonical_scores", "chance_levels", "spatial_panels",
+           "rainbow_table", "init_curves", "steps_to_accuracy", "INIT_STUDY", "RAINBOW_SOURCE"]
 
 
 def results_dir(preset, root=None) -> Path:
@@ -154,6 +155,15 @@ def _pair_cache(a: str, b: str, p, root, fold_bn: bool) -> Path:
     return results_dir(p, root) / "compare" / f"{a}__{b}{'__bn_folded' if fold_bn else ''}.pt"
 
 
+# Architectures whose channel maps are linear layers (a ViT: attention and MLP projections): their comparisons
+# include nn.Linear layers; the others compare their convolutions, as the paper does.
+LINEAR_ARCHS = ("vit",)
+
+
+def _includes_linear(a: str, b: str) -> bool:
+    return any(ZOO_BY_NAME[n].arch in LINEAR_ARCHS for n in (a, b))
+
+
 def _pair_sources(a: str, b: str, p, root) -> list:
     return [checkpoint_path(a, p, root), checkpoint_path(b, p, root)]
 
@@ -166,18 +176,21 @@ def _compare_zoo_pairs(pairs, p, root, fold_bn: bool, progress: bool) -> None:
     if not todo:
         return
     nets = {name: zoo_net(name, p, root, fold_bn) for name in dict.fromkeys(n for pair in todo for n in pair)}
-    for (a, b), res in compare_many(nets, todo, probe_batches(p, root), n_draws=p.n_draws,
-                                    progress=progress).items():
-        inits = [checkpoint_path(n, p, root).parent / "epoch_000.pt" for n in (a, b)]
-        table = with_travel(res.table, nets[a], nets[b], *(i if i.exists() else None for i in inits))
-        save_torch({"table": table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
-                   _pair_cache(a, b, p, root, fold_bn))
+    for linear in sorted({_includes_linear(a, b) for a, b in todo}):  # one pass over the probes per kind
+        pairs = [(a, b) for a, b in todo if _includes_linear(a, b) == linear]
+        for (a, b), res in compare_many(nets, pairs, probe_batches(p, root), n_draws=p.n_draws, include_linear=linear,
+                                        progress=progress).items():
+            inits = [checkpoint_path(n, p, root).parent / "epoch_000.pt" for n in (a, b)]
+            table = with_travel(res.table, nets[a], nets[b], *(i if i.exists() else None for i in inits))
+            save_torch({"table": table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
+                       _pair_cache(a, b, p, root, fold_bn))
 
 
 @recorded
 def compare_pair(a: str, b: str, preset, root=None, progress: bool = False, fold_bn: bool = False) -> dict:
     """:func:`univenc.similarity.compare` of two zoo networks (BatchNorm scale folded in with ``fold_bn``),
-    cached. Returns {"table": DataFrame, "cosines": {layer: {...}}}."""
+    cached: two architectures are paired by input map size and stage, a ViT's linear layers are included
+    (``LINEAR_ARCHS``). Returns {"table": DataFrame, "cosines": {layer: {...}}}."""
     p = get_preset(preset)
     _compare_zoo_pairs([(a, b)], p, root, fold_bn, progress)
     out = load_checkpoint(_pair_cache(a, b, p, root, fold_bn))
@@ -433,3 +446,102 @@ def zoo_table(preset, root=None) -> pd.DataFrame:
     """:func:`univenc.zoo.zoo_table`: one row per trained network (what ``figures/zoo.csv`` holds)."""
     from .zoo import zoo_table as table
     return table(preset, root)
+
+
+@recorded
+def spatial_panels(names: dict, preset, root=None) -> dict:
+    """Fig. 11 (a): {label: {"table": the k x k layers (k >= 3) whose input map is larger than k, with their score
+    against the canonical set and its null (:func:`univenc.spatial.canonical_score_table`), "layers": their
+    eigenvalues and eigen-images}} of the trained networks among ``names`` ({label: zoo name}): a VGG's convs, a
+    ConvNeXt's depthwise kernels, a ViT's patch embedding."""
+    from .spatial import analysed, canonical_score_table
+
+    p = get_preset(preset)
+    out = {}
+    for label, name in names.items():
+        if not trained([name], p, root):
+            continue
+        net = load_net(name, p, root)
+        table = canonical_score_table(net, net.input_size, null_seeds=p.null_seeds)
+        shown = table[analysed(table) & (table.status != PADDING_STATUS) & (table.k >= 3)]
+        modules = dict(conv_weights(net))
+        out[label] = {"table": shown.drop(columns=["spectrum"], errors="ignore").reset_index(drop=True),
+                      "layers": [spatial_eigenvectors(modules[layer].weight) for layer in shown.layer]}
+    return out
+
+
+# --------------------------------------------------------------------------- networks drawn from covariances (Fig. 12)
+
+RAINBOW_SOURCE = "fac_cifar10"
+
+
+@recorded
+def rainbow_table(name: str, preset, root=None, seed: int = 0) -> pd.DataFrame:
+    """Fig. 12 (a): test accuracy of rainbow networks of zoo network ``name`` (:func:`univenc.init.rainbow_depths`:
+    its first L layers drawn from its covariances, aligned on its first ``analysis_images`` training images, the
+    others kept) with only their classifier retrained on its training images, per depth L; beside the source
+    itself (as trained, and with its classifier retrained), a network drawn from the unaligned covariances, and
+    a freshly initialised one (PyTorch's init, BatchNorm statistics on the same images) with its classifier
+    retrained. Columns: method, depth, test_acc."""
+    from .init import probe_accuracy, rainbow_depths, recompute_batchnorm
+    from .training import to_float
+
+    p = get_preset(preset)
+    if not trained([name], p, root):
+        return pd.DataFrame(columns=["method", "depth", "test_acc"])
+    source = load_net(name, p, root)
+    data = load_task_for(ZOO_BY_NAME[name], p, root)
+    train, test = (to_float(data.train_images), data.train_labels), (to_float(data.test_images), data.test_labels)
+    probes = list(train[0][: p.analysis_images].split(250))
+    rows = [dict(method="source", depth=0, test_acc=evaluate(source, zip(test[0].split(500), test[1].split(500)))[1]),
+            dict(method="source, classifier retrained", depth=0, test_acc=probe_accuracy(source, train, test))]
+    fresh = recompute_batchnorm(for_inference(build_model(dataclasses.replace(ZOO_BY_NAME[name], init_seed=9000 + seed),
+                                                          p, data.num_classes)), probes)
+    rows.append(dict(method="PyTorch init, classifier retrained", depth=0, test_acc=probe_accuracy(fresh, train, test)))
+    for aligned in (True, False):
+        method = "rainbow, aligned" if aligned else "rainbow, unaligned"
+        for depth, net in rainbow_depths(source, probes, aligned=aligned, seed=seed):
+            rows.append(dict(method=method, depth=depth, test_acc=probe_accuracy(net, train, test)))
+    return pd.DataFrame(rows)
+
+
+INIT_STUDY = [s for s in ZOO if s.curve]
+
+
+@recorded
+def init_curves(preset, root=None) -> pd.DataFrame:
+    """Fig. 12 (b, c): the test accuracy after every epoch of the universal-initialisation networks
+    (``univenc.catalogue``: ``init_*``). Columns: name, init, target, seed, epoch, steps, test_acc."""
+    from .zoo import zoo_dir
+    rows = []
+    for spec in INIT_STUDY:
+        log_file = zoo_dir(preset, root) / spec.name / "log.csv"
+        if not checkpoint_path(spec.name, preset, root).exists():
+            continue
+        label, target, seed = spec.name.split("_")[1], spec.task.name, spec.name.rsplit("_", 1)[1]
+        for r in pd.read_csv(log_file).itertuples():
+            rows.append(dict(name=spec.name, init=label, target=target, seed=seed, epoch=r.epoch, steps=r.steps,
+                             test_acc=r.test_acc))
+    return pd.DataFrame(rows, columns=["name", "init", "target", "seed", "epoch", "steps", "test_acc"])
+
+
+def steps_to_accuracy(curves: pd.DataFrame, reference: str = "default") -> pd.DataFrame:
+    """Per (target, init): the mean and sd over seeds of the final test accuracy, and the steps each seed needs
+    to reach the mean final accuracy of the ``reference`` init's seeds (NaN: never reached); their mean.
+    Columns: target, init, seeds, final_acc, final_sd, reference_acc, steps (per seed), mean_steps."""
+    rows = []
+    for target, t in curves.groupby("target", sort=False):
+        finals = t.sort_values("epoch").groupby(["init", "seed"]).test_acc.last()
+        if reference not in finals.index.get_level_values(0):
+            continue
+        goal = finals[reference].mean()
+        for init, g in t.groupby("init", sort=False):
+            steps = []
+            for _, run in g.sort_values("epoch").groupby("seed"):
+                reached = run[run.test_acc >= goal]
+                steps.append(float(reached.steps.iloc[0]) if len(reached) else np.nan)
+            rows.append(dict(target=target, init=init, seeds=len(steps), final_acc=finals[init].mean(),
+                             final_sd=finals[init].std(ddof=1) if len(finals[init]) > 1 else np.nan,
+                             reference_acc=goal, steps=steps,
+                             mean_steps=float(np.mean(steps)) if not np.isnan(steps).any() else np.nan))
+    return pd.DataFrame(rows)

@@ -11,7 +11,8 @@ from .data import REPO_ROOT
 __all__ = ["FIGURES_DIR", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
            "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
            "plot_spatial_grid", "empty_figure", "plot_trajectory", "plot_ablations", "save_table",
-           "plot_canonical_scores", "plot_controls", "plot_scaling"]
+           "plot_canonical_scores", "plot_controls", "plot_scaling", "plot_panel_scores", "plot_rainbow",
+           "plot_init_curves"]
 
 FIGURES_DIR = REPO_ROOT / "figures"
 
@@ -366,3 +367,64 @@ def plot_scaling(table, summary=None, base_width=None, title="Fig. 10: every cla
     fig.suptitle(title + " (dashed: criterion, green side passes; dotted: null)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_panel_scores(panels: dict, ax=None, title=""):
+    """Bars: each shown layer's score against the canonical set, per network (``panels`` from
+    ``univenc.experiments.spatial_panels``), beside its random-init null (mean and 3 sd, grey)."""
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    if not panels:
+        ax.text(0.5, 0.5, "no trained network", ha="center", transform=ax.transAxes)
+        return ax
+    ticks, x = [], 0
+    for color, (label, panel) in zip(plt.cm.tab10(np.arange(len(panels))), panels.items()):
+        t = panel["table"]
+        xs = np.arange(x, x + len(t))
+        ax.bar(xs, t.score, color=color, label=label)
+        ax.errorbar(xs, t.null, yerr=3 * t.null_std, fmt="_", color="0.4", ms=10, lw=1)
+        ticks += [(xi, f"{layer} ({int(m)}x{int(m)}, k={int(k)})")
+                  for xi, layer, m, k in zip(xs, t.layer, t["map"], t.k)]
+        x += len(t) + 1
+    ax.set_xticks([t[0] for t in ticks], [t[1] for t in ticks], rotation=60, ha="right", fontsize=5.5)
+    ax.set_ylim(0, 1.02), ax.set_ylabel("score vs canonical set", fontsize=8)
+    ax.set_title(title + " (grey: random init, mean ± 3 sd)", fontsize=8)
+    ax.legend(fontsize=6)
+    return ax
+
+
+def plot_rainbow(table, ax=None, title=""):
+    """Fig. 12 (a): test accuracy of rainbow networks (their classifier retrained) against the number of layers
+    sampled, aligned and unaligned, beside the source and a freshly initialised network (``table`` from
+    ``univenc.experiments.rainbow_table``)."""
+    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    if table is None or len(table) == 0:
+        ax.text(0.5, 0.5, "no source network", ha="center", transform=ax.transAxes)
+        return ax
+    for method, style in (("rainbow, aligned", "-o"), ("rainbow, unaligned", "--s")):
+        g = table[table.method == method]
+        ax.plot(g.depth, g.test_acc, style, ms=3, label=method)
+    for method, color in (("source, classifier retrained", "k"), ("PyTorch init, classifier retrained", "0.5")):
+        ax.axhline(table[table.method == method].test_acc.iloc[0], color=color, ls=":", lw=1, label=method)
+    ax.axhline(0.1, color="0.8", lw=0.8)
+    ax.set_xlabel("layers sampled (the others kept)"), ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6)
+    return ax
+
+
+def plot_init_curves(curves, target: str, ax=None, title=""):
+    """Fig. 12 (b, c): test accuracy against optimiser steps for each initialisation on ``target``: the mean over
+    seeds (line) and their range (band) (``curves`` from ``univenc.experiments.init_curves``)."""
+    ax = ax or plt.subplots(figsize=(5, 3.5))[1]
+    t = curves[curves.target == target] if len(curves) else curves
+    if len(t) == 0:
+        ax.text(0.5, 0.5, f"no network trained on {target}", ha="center", transform=ax.transAxes)
+        return ax
+    for init, g in t.groupby("init", sort=False):
+        per = g.pivot_table(index="steps", columns="seed", values="test_acc")
+        ax.plot(per.index, per.mean(axis=1), lw=1.2, label=init)
+        ax.fill_between(per.index, per.min(axis=1), per.max(axis=1), alpha=0.2)
+    ax.set_xlabel("optimiser steps"), ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6, title="init", title_fontsize=6)
+    return ax

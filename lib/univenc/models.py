@@ -18,7 +18,8 @@ from torch.autograd.function import once_differentiable
 from . import kernels
 from .storage import load_checkpoint
 
-__all__ = ["VGG", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11", "resnet18",
+__all__ = ["VGG", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11", "resnet18", "convnext_atto",
+           "vit_tiny32", "ARCHITECTURES",
            "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model", "checkpoint_epoch", "for_inference",
            "canonical_spatial_filters", "VGG11_CHANNELS",
            "CANONICAL_FILTERS_FILE"]
@@ -316,6 +317,43 @@ def resnet18(num_classes: int = 10) -> nn.Module:
     return net
 
 
+# timm initialises ConvNeXt's convs and linear layers, and a ViT's linear layers, from a normal of this standard
+# deviation (trunc_normal_ with bounds far outside it): eq. 3's noise variance is its square.
+TIMM_INIT_STD = 0.02
+
+
+def convnext_atto(num_classes: int = 10) -> nn.Module:
+    """timm's smallest ConvNeXt (``convnext_atto``: depthwise 7x7 kernels, LayerNorm, inverted bottlenecks with 1x1
+    convs), unchanged but for a 2x2 patch stem for 32x32 images; timm then downsamples by 2 before stage 0, whose
+    blocks see 8x8 maps (4x4, 2x2, 1x1 in stages 1-3). Its convs and linear layers declare timm's init variance."""
+    import timm
+
+    net = timm.create_model("convnext_atto", num_classes=num_classes, patch_size=2)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.init_variance = TIMM_INIT_STD ** 2
+    net.config = {"arch": "convnext", "num_classes": num_classes}
+    return net
+
+
+def vit_tiny32(num_classes: int = 10) -> nn.Module:
+    """A small vision transformer for 32x32 images (timm's ``VisionTransformer``): 4x4 patches (64 tokens and a
+    class token), width 128, 6 blocks of 4 heads, MLP ratio 2. Its linear layers (attention query/key/value and
+    output, MLP) declare timm's init variance; its patch embedding keeps PyTorch's default init."""
+    import timm
+
+    net = timm.create_model("vit_tiny_patch16_224", num_classes=num_classes, img_size=32, patch_size=4,
+                            embed_dim=128, depth=6, num_heads=4, mlp_ratio=2)
+    for m in net.modules():
+        if isinstance(m, nn.Linear):
+            m.init_variance = TIMM_INIT_STD ** 2
+    net.config = {"arch": "vit", "num_classes": num_classes}
+    return net
+
+
+ARCHITECTURES = {"resnet18": resnet18, "convnext": convnext_atto, "vit": vit_tiny32}  # the zoo's non-VGG ones
+
+
 def declare_kaiming_fan_out(net: nn.Module) -> nn.Module:
     """Set ``init_variance`` = 2 / (Cout k^2) on every conv of ``net``: the variance of Kaiming-normal init with
     fan-out and ReLU gain, which torchvision's ResNets use. Returns ``net``."""
@@ -326,11 +364,11 @@ def declare_kaiming_fan_out(net: nn.Module) -> nn.Module:
 
 
 def model_from_config(config: dict, state_dict: dict | None = None) -> nn.Module:
-    """A freshly built network from a univenc checkpoint's ``config["model"]`` (its weights still to load):
-    :func:`resnet18` when ``config["arch"]`` says so, else :class:`VGG` (whose frozen filters come from
+    """A freshly built network from a univenc checkpoint's ``config["model"]`` (its weights still to load): the
+    architecture ``config["arch"]`` names (``ARCHITECTURES``), else :class:`VGG` (whose frozen filters come from
     ``state_dict``)."""
-    if config.get("arch") == "resnet18":
-        return resnet18(config["num_classes"])
+    if config.get("arch") in ARCHITECTURES:
+        return ARCHITECTURES[config["arch"]](config["num_classes"])
     filters = state_dict.get("features.0.filters") if config.get("factorized") and state_dict else None
     return VGG(**{**config, "filters": filters})
 

@@ -3,6 +3,7 @@
     torchvision:resnet18                      PyTorch's constructor, random init (no download)
     torchvision:resnet18:IMAGENET1K_V1        with those weights (torchvision's own download and cache)
     timm:resnet50 / timm:resnet50:pretrained  timm's constructor (pretrained: timm's own download and cache)
+    univenc_vgg11                             a model registered with timm, by its bare name
     vgg_k3_cifar10                            a zoo network (of the preset given with ``preset=`` / --preset)
     path/to/file.pt | .pth | .safetensors     a univenc checkpoint, or a plain state dict with ``arch=`` (--arch)
     mypkg.models:make_net                     a factory of your own, called without arguments
@@ -64,6 +65,13 @@ def _timm(name: str, pretrained: bool, num_classes: int | None = None) -> nn.Mod
             f"timm:{name}:pretrained: the weights could not be downloaded ({type(err).__name__}: {err}). Connect "
             f"to the internet, or place the model's Hugging Face Hub files in {HF_HUB_CACHE} (HF_HOME moves it) "
             f"and set HF_HUB_OFFLINE=1.") from err
+
+
+def _registered_in_timm(name: str) -> bool:
+    import timm
+
+    import univenc.models  # noqa: F401  (registers univenc_vgg11 and univenc_vgg11_factorized)
+    return timm.is_model(name)
 
 
 def load_state_dict_file(path) -> dict:
@@ -154,6 +162,8 @@ def resolve_model(ref: str, arch: str | None = None, preset=None, root=None,
             model = load_net(ref, preset, root)
         except FileNotFoundError as err:
             raise ModelReferenceError(str(err)) from err
+    elif ":" not in ref and not Path(ref).suffix and _registered_in_timm(ref):  # e.g. univenc_vgg11
+        model = _timm(ref, False, num_classes)
     elif Path(ref).suffix in (".pt", ".pth", ".safetensors") or Path(ref).is_file():
         model = _file(Path(ref), arch, preset, root, num_classes)
     elif re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", ref):

@@ -302,14 +302,25 @@ def run_tasks(tasks: list[Task], preset="auto", root=None, options: JobOptions |
               poll_s: float = 0.5, check: bool = True) -> pd.DataFrame:
     """:func:`run_zoo` of an explicit list of tasks (each of ``preset`` unless it names its own; those trained
     already are left out)."""
-    import uuid
-
     p = get_preset(preset)
     options = options or JobOptions()
     pending = longest_first([t for t in tasks if not t.checkpoint(p, root).exists()], p)
-    columns = ["network", "status", "seconds", "log"]
-    if not pending:
-        return pd.DataFrame(columns=columns)
+    # A network initialised from another's covariances waits for it: a second wave, once the first has ended.
+    labels = {(t.name, t.preset_of(p).name) for t in pending}
+    waits = [t for t in pending if (ZOO_BY_NAME[t.name].init_source, t.preset_of(p).name) in labels]
+    tables = [_run_wave(wave, p, root, options, progress, poll_s)
+              for wave in ([t for t in pending if t not in waits], waits) if wave]
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["network", "status", "seconds",
+                                                                                     "log"])
+    if check and table.status.str.startswith("failed").any():
+        raise ZooJobsFailed(table)
+    return table
+
+
+def _run_wave(pending, p, root, options, progress, poll_s) -> pd.DataFrame:
+    """Train ``pending`` in at most ``options.jobs`` jobs that share the list (:func:`train_tasks`)."""
+    import uuid
+
     ex, threads, folder = _executor(options, p, root)
     n_jobs = min(options.jobs, len(pending))
     run_dir = folder / "status" / uuid.uuid4().hex[:8]
@@ -327,10 +338,7 @@ def run_tasks(tasks: list[Task], preset="auto", root=None, options: JobOptions |
                   if i not in ended and (job.done() or (ask_slurm and _slurm_ended(job)))}
     bars.update(status_files)
     bars.close()
-    table = _status_table(pending, jobs, status_files, p, root)
-    if check and table.status.str.startswith("failed").any():
-        raise ZooJobsFailed(table)
-    return table
+    return _status_table(pending, jobs, status_files, p, root)
 
 
 def _status_table(pending, jobs, status_files, p, root) -> pd.DataFrame:

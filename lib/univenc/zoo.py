@@ -17,7 +17,7 @@ import torch
 
 from .catalogue import ABLATION_NETS, ABLATIONS, ZOO, ZOO_BY_NAME, Ablation, NetSpec
 from .data import Task, data_root, load_task, task_available
-from .models import VGG, canonical_spatial_filters, load_checkpoint_model, resnet18
+from .models import ARCHITECTURES, VGG, canonical_spatial_filters, load_checkpoint_model
 from .presets import Preset, get_preset
 from .storage import exclusive_lock, load_checkpoint
 from .training import TrainConfig, train
@@ -40,13 +40,13 @@ def available(spec: NetSpec, root=None) -> bool:
     return task_available(spec.task, root)
 
 
-def build_model(spec: NetSpec, preset, num_classes: int, filters=None) -> torch.nn.Module:
-    """A freshly initialised network of ``spec`` at the preset's width (seeded by ``spec.init_seed``); a
-    ResNet-18 is torchvision's at its own width."""
+def build_model(spec: NetSpec, preset, num_classes: int, filters=None, root=None) -> torch.nn.Module:
+    """A freshly initialised network of ``spec`` at the preset's width (seeded by ``spec.init_seed``); the
+    ResNet-18, the ConvNeXt and the ViT are at their own widths (``univenc.models.ARCHITECTURES``)."""
     p = get_preset(preset)
     torch.manual_seed(spec.init_seed)
-    if spec.arch == "resnet18":
-        model = resnet18(num_classes)
+    if spec.arch in ARCHITECTURES:  # torchvision's and timm's, at their own widths
+        model = ARCHITECTURES[spec.arch](num_classes)
         model.input_size = spec.task.input_size
         return model
     factorized = spec.arch == "factorized"
@@ -56,7 +56,28 @@ def build_model(spec: NetSpec, preset, num_classes: int, filters=None) -> torch.
                 batchnorm=spec.recipe != "random_fig1b", head=spec.head, factorized=factorized,
                 filters=filters, init=p.fig1b_init if spec.recipe == "random_fig1b" else "default")
     model.input_size = spec.task.input_size  # map sizes of its layers (univenc.spatial.spatial_report)
-    return model
+    return _initialised(model, spec, p, root)
+
+
+def _initialised(model, spec: NetSpec, p: Preset, root):
+    """``model`` drawn from ``spec.init`` (``univenc.init``), seeded by its init seed: the closed form, or the
+    covariance file of a trained zoo network of the preset."""
+    if spec.init == "default":
+        return model
+    from .init import closed_form_encoding, encode, universal_init
+    if spec.init == "closed_form":
+        encoding = closed_form_encoding(model)
+    elif spec.init_source is not None:
+        encoding = encode(load_net(spec.init_source, p, root), spec.init_source)
+    else:
+        raise ValueError(f"{spec.name}: unknown init {spec.init!r} (default, closed_form or cov:<zoo network>)")
+    return universal_init(model, encoding, seed=spec.init_seed)
+
+
+# The architectures whose whole runs in bfloat16 were measured against float32 (benchmarks/bench_precision.py):
+# accuracy within the seed spread, S(bf16, fp32) above S(two fp32 seeds) in every layer. Only they take the
+# preset's precision; the others train in float32.
+BF16_MEASURED = ("vgg", "factorized")
 
 
 def train_config(spec: NetSpec, preset) -> TrainConfig:
@@ -70,12 +91,13 @@ def train_config(spec: NetSpec, preset) -> TrainConfig:
     # The preset's epochs and their multiples: a random-label run shares epochs with a true-label one.
     ckpts = tuple(sorted({e for e in p.checkpoint_epochs} | {e * mult for e in p.checkpoint_epochs}))
     # Intermediate checkpoints feed the learning trajectories of the VGGs; a ResNet-18's are 90 MB each.
-    keep = spec.arch != "resnet18" and not spec.match_steps
+    keep = spec.arch in ("vgg", "factorized") and not spec.match_steps and not spec.curve
     cfg = TrainConfig(epochs=epochs, lr=p.fig1b_lr if spec.recipe == "random_fig1b" else p.lr,
                       lr_step=max(1, epochs // 3), batch_size=p.batch_size,
                       augment=spec.recipe != "random_fig1b", seed=spec.init_seed,
-                      checkpoint_epochs=tuple(e for e in ckpts if e < epochs and keep), eval_every=p.eval_every,
-                      precision=p.precision, max_steps=p.max_steps,
+                      checkpoint_epochs=tuple(e for e in ckpts if e < epochs and keep),
+                      eval_every=1 if spec.curve else p.eval_every,
+                      precision=p.precision if spec.arch in BF16_MEASURED else "fp32", max_steps=p.max_steps,
                       train_eval_images=p.max_test_images if p.max_steps else None)
     return replace(cfg, **override)
 
@@ -152,7 +174,7 @@ def _train_zoo_network(spec, p, path, root, progress) -> dict:
 
 def _train_in_memory(spec, p, cfg, out_dir, root, progress, per_class=None, name=None):
     data = load_task_for(spec, p, root, per_class)
-    model = build_model(spec, p, data.num_classes)
+    model = build_model(spec, p, data.num_classes, root=root)
     meta = {"name": name or spec.name, "spec": asdict(spec), "preset": asdict(p), "num_classes": data.num_classes,
             "model": model.config, "train_images": len(data.train_labels)}
     return train(model, data, cfg, out_dir, meta=meta, progress=progress)
