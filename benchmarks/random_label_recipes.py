@@ -22,7 +22,8 @@ from univenc.data import load_task
 from univenc.presets import variant
 from univenc.training import train
 
-# (network, images per class, epochs, schedule, lr, width): the recipes the presets use are in docs/recipes.md.
+# (network, images per class, epochs, schedule, lr, width[, augment]): the recipes the presets use are in
+# docs/recipes.md; augment defaults to the network's recipe's.
 CANDIDATES = [
     ("vgg_k3_cifar10_random", 1000, 60, "onecycle", 0.005, 0.25),    # Fig. 1b: BN-free, no augmentation
     ("vgg_k3_cifar10_random", 1000, 100, "onecycle", 0.005, 0.25),
@@ -32,17 +33,18 @@ CANDIDATES = [
     ("resnet18_cifar10_random", 1000, 15, "onecycle", 0.02, 0.25),  # ResNet-18 (its own width)
     ("resnet18_cifar10_random", 1000, 30, "onecycle", 0.02, 0.25),
     ("resnet18_cifar10_random", 1000, 60, "onecycle", 0.02, 0.25),
+    ("resnet18_cifar10_random", 1000, 30, "onecycle", 0.02, 0.25, False),  # Fig. 1b's structure: no augmentation
 ]
 
 
-def run(name, per_class, epochs, schedule, lr, width, preset="cpu"):
+def run(name, per_class, epochs, schedule, lr, width, augment=None, preset="cpu"):
     spec = ZOO_BY_NAME[name]
     data = load_task(dataclasses.replace(spec.task, per_class=per_class))
     p = variant(preset, width=width)
     model = Z.build_model(spec, p, data.num_classes)
     base = Z.train_config(spec, p)
     cfg = dataclasses.replace(base, epochs=epochs, schedule=schedule, lr=lr, checkpoint_epochs=(),
-                              eval_every=epochs)
+                              eval_every=epochs, augment=base.augment if augment is None else augment)
     t0 = time.perf_counter()
     out = train(model, data, cfg, progress=False)
     return dict(net=name, width=width, images=len(data.train_labels), epochs=epochs, schedule=schedule, lr=lr,

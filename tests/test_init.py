@@ -159,3 +159,16 @@ def test_the_closed_form_spatial_covariance_has_the_canonical_eigenvectors():
         residual = canonical - (canonical @ top.T) @ top  # each canonical image lies in the top-5 eigenvectors' span
         np.testing.assert_allclose(residual, 0.0, atol=1e-6)
     assert closed_form_spatial(2).shape == (4, 4)
+
+
+def test_every_depth_of_one_sequential_draw_is_sample_like_of_that_depth():
+    from univenc.init import rainbow_depths
+    torch.manual_seed(4)
+    src = VGG(10, 3, 0.0625).eval()
+    x = [torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    for depth, net in rainbow_depths(src, x, seed=7, last=3):
+        alone = sample_like(src, x, layers=depth, seed=7)
+        for k, v in alone.state_dict().items():
+            torch.testing.assert_close(net.state_dict()[k], v, rtol=0, atol=0, msg=f"depth {depth}: {k}")
+    with pytest.raises(InitError, match="layers must be between 0 and 8"):
+        sample_like(src, x, layers=9)

@@ -14,12 +14,14 @@ from univenc.reproduce import notebooks
 EXPECTED_FIGURES = ["data_examples", "training_curves", "fig1a_spatial_eigenvectors", "fig1b_random_labels",
                     "fig1c_datasets", "fig5_raw_filters", "fig2_alignment", "fig2_accuracy_vs_rank",
                     "fig3_true_vs_random", "fig3_datasets", "fig4_normalized_similarity",
-                    "fig6_learning_trajectories", "fig7_ablations", "fig8_resnet", "fig9_non_natural"]
+                    "fig6_learning_trajectories", "fig7_ablations", "fig8_resnet", "fig9_non_natural",
+                    "fig11_architectures", "fig12_universal_init"]
 
 
 def test_notebooks_are_numbered_parametrised_and_stripped():
-    nbs = notebooks()
-    assert [nb.stem[:2] for nb in nbs] == [f"{i:02d}" for i in range(11)]
+    nbs = notebooks(scaling=True)
+    assert [nb.stem[:2] for nb in nbs] == [f"{i:02d}" for i in range(14)]
+    assert "11_scaling" not in [nb.stem for nb in notebooks()]  # its own target: make scaling
     for nb in nbs:
         cells = json.loads(nb.read_text())["cells"]
         tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -41,7 +43,8 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
         assert (tmp_path / "figures" / f"{name}.pdf").exists(), name
     claims = json.loads((tmp_path / "figures" / "claims.json").read_text())
     controls = ["9-MNIST", "9-X-ray", "9-ultrasound", "9-retina", "9-spectrogram"]
-    assert [c["id"] for c in claims] == [1, 2, "2-all", *range(3, 9), *controls, 10, 11, 12, 13]
+    assert [c["id"] for c in claims] == [1, 2, "2-all", *range(3, 9), *controls, *range(10, 20)]
+    assert all(c["with_scale"] == "not measured (make scaling)" for c in claims)
     assert all(c["preset"] == "smoke" for c in claims)
     assert "| # | claim |" in (tmp_path / "figures" / "claims.md").read_text()
     zoo = (tmp_path / "figures" / "zoo.csv").read_text()
@@ -59,4 +62,12 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
     for name in EXPECTED_FIGURES[1:]:  # all but data_examples, which shows the datasets themselves
         a, b = (matplotlib.image.imread(d / f"{name}.png") for d in (tmp_path / "figures", tmp_path / "rebuilt"))
         assert a.shape == b.shape and np.array_equal(a, b), name
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(nb.name for nb in notebooks())
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.suffix == ".ipynb") == \
+        sorted(nb.name for nb in notebooks())
+
+    # the scaling study, its own target: its figure, and the claims report's scale columns
+    run("smoke", figures_dir=tmp_path / "figures", out_dir=tmp_path / "runs", only=["11_scaling"])
+    assert (tmp_path / "figures" / "fig10_scaling.png").stat().st_size > 1000
+    scaled = {c["id"]: c["with_scale"] for c in json.loads((tmp_path / "figures" / "claims.json").read_text())}
+    assert scaled[4] == "not in the scaling study" and scaled[12] == "not in the scaling study"
+    assert all(scaled[c] != "not in the scaling study" for c in (1, 2, 3, 6, 7, 8, 10))

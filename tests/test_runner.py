@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import needs
+from conftest import assert_resumed_to_the_uninterrupted_weights, needs
 from univenc import zoo as Z
 from univenc.presets import PRESETS
 from univenc.data import data_root
@@ -66,12 +65,7 @@ def test_a_job_killed_mid_run_is_resumed_to_the_uninterrupted_weights(tmp_path):
 
     again = run_zoo(PRESET, root, OPTIONS, only=NETS, progress=False)
     assert sorted(again.status) == ["trained", "trained"]
-    for name in NETS:
-        a = load_checkpoint(Z.checkpoint_path(name, PRESET, ref_root))
-        b = load_checkpoint(Z.checkpoint_path(name, PRESET, root))
-        assert [r["epoch"] for r in b["log"]] == list(range(1, PRESET.epochs + 1))
-        for k, v in a["state_dict"].items():
-            assert torch.equal(v, b["state_dict"][k]), (name, k)
+    assert_resumed_to_the_uninterrupted_weights(NETS, PRESET, ref_root, root)
 
 
 @needs("cifar10")

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import needs
+from conftest import assert_resumed_to_the_uninterrupted_weights, needs
 from univenc import zoo as Z
 from univenc.data import data_root
 from univenc.presets import PRESETS
@@ -25,7 +24,8 @@ PRESET = dataclasses.replace(PRESETS["smoke"], name="smoke-slurm", epochs=30, ch
 NETS = ["fac_cifar10", "vgg_k3_cifar10"]
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("sbatch") is None, reason="Slurm is not installed (tests/slurm/cluster.sh install)"),
+    pytest.mark.skipif(shutil.which("sbatch") is None,
+                       reason="Slurm is not installed (tests/slurm/cluster.sh install)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="starting slurmctld and slurmd here needs root"),
 ]
 
@@ -89,9 +89,4 @@ def test_the_zoo_through_slurm_and_a_cancelled_job_resumed(slurm, tmp_path):
 
     again = run_zoo(PRESET, root, options, only=NETS, progress=False)
     assert sorted(again.status) == ["trained", "trained"]
-    for name in NETS:
-        a = load_checkpoint(Z.checkpoint_path(name, PRESET, ref_root))
-        b = load_checkpoint(Z.checkpoint_path(name, PRESET, root))
-        assert [r["epoch"] for r in b["log"]] == list(range(1, PRESET.epochs + 1))
-        for k, v in a["state_dict"].items():
-            assert torch.equal(v, b["state_dict"][k]), (name, k)
+    assert_resumed_to_the_uninterrupted_weights(NETS, PRESET, ref_root, root)

@@ -509,17 +509,20 @@ def claim_17_rainbow(ctx):
         [ex.RAINBOW_SOURCE])
 
 
-def _steps(ctx, target):
+def _steps(ctx, target, inits):
+    """The init study's :func:`univenc.experiments.steps_to_accuracy` on ``target`` by init, or None when one of
+    ``inits`` has no trained network."""
     curves = ex.init_curves(ctx.preset, ctx.root)
     table = ex.steps_to_accuracy(curves[curves.target == target]) if len(curves) else curves
-    return table.set_index("init") if len(table) else table
+    table = table.set_index("init") if len(table) else table
+    return table if len(table) and set(inits) <= set(table.index) else None
 
 
 def claim_18_speedup(ctx):
     """Fixed before the cpu run of the universal-initialisation issue."""
     text = "Covariances learned on another natural dataset (CIFAR-100) speed up training on CIFAR-10 against Kaiming"
-    t = _steps(ctx, "cifar10")
-    if len(t) == 0 or not {"default", "cifar100"} <= set(t.index):
+    t = _steps(ctx, "cifar10", ["default", "cifar100"])
+    if t is None:
         return ctx.not_tested(18, text, "the init study's CIFAR-10 networks are missing", "CIFAR-10, CIFAR-100")
     ref, fast = t.loc["default"], t.loc["cifar100"]
     ratio = fast.mean_steps / ref.mean_steps
@@ -538,8 +541,8 @@ def claim_18_speedup(ctx):
 def claim_19_natural_covariances(ctx):
     """Fixed before the cpu run of the universal-initialisation issue."""
     text = "Natural-image covariances (CIFAR-100) help a natural target (CIFAR-10) more than MNIST's do"
-    t = _steps(ctx, "cifar10")
-    if len(t) == 0 or not {"cifar100", "mnist"} <= set(t.index):
+    t = _steps(ctx, "cifar10", ["cifar100", "mnist"])
+    if t is None:
         return ctx.not_tested(19, text, "the init study's CIFAR-10 networks are missing", "CIFAR-10")
     nat, mnist = t.loc["cifar100"], t.loc["mnist"]
     spread = float(np.nanmax(t.final_sd))
