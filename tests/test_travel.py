@@ -80,3 +80,9 @@ def test_networks_that_hardly_moved_are_named_against_the_true_label_median():
     assert low_travel(zoo.drop(columns="travel_mean")) == []
     assert np.isnan(travel_summary(spatial_report(net(), 32, init=net()).iloc[:0].assign(travel=[], top5=[]))
                     ["travel_mean"])
+
+
+def test_a_network_of_1x1_convs_only_has_travel_but_no_spatial_fraction():
+    fac = VGG(10, 3, 0.125, factorized=True)
+    summary = travel_summary(spatial_report(fac, 32, init=fac))
+    assert summary["travel_mean"] == 0 and np.isnan(summary["top5_mean"]) and np.isnan(summary["top5_isotropic"])

@@ -135,6 +135,15 @@ def test_reduced_random_label_recipes_and_the_data_budget():
         assert max(cfg.checkpoint_epochs) < cfg.epochs
     assert Z.train_config(C.ZOO_BY_NAME["vgg_k3_cifar10_random"], cpu).augment is False
     assert Z.train_config(C.ZOO_BY_NAME["fac_cifar10_random_a"], cpu).augment is True
+    assert Z.train_config(C.ZOO_BY_NAME["resnet18_cifar10_random"], cpu).augment is False  # BN kept, no augmentation
+    # every random-label network sees exactly the images of its true-label partner, at every preset and variant
+    partners = {"vgg_k3_cifar10_random": "vgg_k3_cifar10", "fac_cifar10_random_a": "fac_cifar10",
+                "fac_cifar10_random_b": "fac_cifar10", "resnet18_cifar10_random": "resnet18_cifar10"}
+    for preset in (*PRESETS.values(), get_preset("cpu-n5000"), get_preset("cpu-n250")):
+        for random, partner in partners.items():
+            assert Z.train_images(C.ZOO_BY_NAME[random], preset) == Z.train_images(C.ZOO_BY_NAME[partner], preset)
+            assert Z._task_for(C.ZOO_BY_NAME[random], preset).subset_seed == \
+                Z._task_for(C.ZOO_BY_NAME[partner], preset).subset_seed  # the same draw of those images
     per_class = {n: Z._task_for(C.ZOO_BY_NAME[n], cpu).per_class
                  for n in ("fac_cifar10", "fac_cifar5", "fac_cifar100", "fac_cifar100a", "fac_mnist")}
     assert per_class == {"fac_cifar10": 1000, "fac_cifar5": 1000, "fac_cifar100": 100, "fac_cifar100a": 200,
@@ -155,9 +164,12 @@ def test_ablation_sweep_is_declared_as_data(tmp_path):
     paper = Z.ablation_checkpoint(by_name["baseline"], "twin_a", "paper", tmp_path)
     assert paper == Z.checkpoint_path("fac_cifar10", "paper", tmp_path)  # at the zoo's scale: the zoo's own
     assert "ablations" in str(Z.ablation_checkpoint(by_name["baseline"], "twin_a", "cpu", tmp_path))
-    # the random partner trains on the zoo's 100 images per class at the cpu scale too: the zoo's own network
-    assert Z.ablation_checkpoint(by_name["baseline"], "random", "cpu", tmp_path) == \
-        Z.checkpoint_path("fac_cifar10_random_a", "cpu", tmp_path)
+    # the random partner trains on the twins' images of the sweep (250 per class at cpu): a network of its own there,
+    # the zoo's own at the paper's scale
+    assert "ablations" in str(Z.ablation_checkpoint(by_name["baseline"], "random", "cpu", tmp_path))
+    assert Z.sweep_per_class(C.ZOO_BY_NAME["fac_cifar10_random_a"], PRESETS["cpu"]) == 250
+    assert Z.ablation_checkpoint(by_name["baseline"], "random", "paper", tmp_path) == \
+        Z.checkpoint_path("fac_cifar10_random_a", "paper", tmp_path)
 
 
 @needs("cifar10")

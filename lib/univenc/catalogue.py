@@ -21,7 +21,8 @@ class NetSpec:
     arch : "vgg" (standard, Appendix B.1), "factorized" (B.2), "resnet18" (torchvision's, unchanged), "convnext"
            (timm's smallest) or "vit" (a small ViT): ``univenc.models.ARCHITECTURES``.
     recipe : "standard"; "random_fig1b" (random labels, no BN, no augmentation, 2x epochs, lr ``fig1b_lr``);
-             "random_fig34" (random labels, BN and augmentation kept, 4x epochs).
+             "random_fig34" (random labels, BN and augmentation kept, 4x epochs); "random_noaug" (random labels, the
+             network's own BN, no augmentation, 2x epochs: the ResNet-18, whose BatchNorm stays).
     match_steps : a small dataset (``univenc.data.TRAIN_CLASS_COUNTS``): it trains on all its training images
              (up to the preset's cap) for as many epochs as give the gradient steps of a CIFAR-10 network of
              the preset (``univenc.zoo.train_images``).
@@ -95,7 +96,7 @@ ZOO = [
     NetSpec("resnet18_cifar10", "resnet18", _t("cifar10"), 301, figures=("8",)),
     NetSpec("resnet18_cifar10_bis", "resnet18", _t("cifar10"), 302, figures=("8",)),
     NetSpec("resnet18_cifar100", "resnet18", _t("cifar100"), 303, figures=("8",)),
-    NetSpec("resnet18_cifar10_random", "resnet18", _t("cifar10", random_labels="a"), 304, recipe="random_fig34",
+    NetSpec("resnet18_cifar10_random", "resnet18", _t("cifar10", random_labels="a"), 304, recipe="random_noaug",
             figures=("8",)),
     # Across architectures (notebook 12): timm's smallest ConvNeXt and a small ViT, two seeds each.
     NetSpec("convnext_cifar10", "convnext", _t("cifar10"), 401, figures=("11",)),

@@ -338,12 +338,13 @@ def convnext_atto(num_classes: int = 10) -> nn.Module:
 
 def vit_tiny32(num_classes: int = 10) -> nn.Module:
     """A small vision transformer for 32x32 images (timm's ``VisionTransformer``): 4x4 patches (64 tokens and a
-    class token), width 128, 6 blocks of 4 heads, MLP ratio 2. Its linear layers (attention query/key/value and
+    class token), width 96, 4 blocks of 3 heads, MLP ratio 2 (about 0.3 M weights: it trains at 330 images/s on
+    one CPU thread, width 128 and 6 blocks at 156). Its linear layers (attention query/key/value and
     output, MLP) declare timm's init variance; its patch embedding keeps PyTorch's default init."""
     import timm
 
     net = timm.create_model("vit_tiny_patch16_224", num_classes=num_classes, img_size=32, patch_size=4,
-                            embed_dim=128, depth=6, num_heads=4, mlp_ratio=2)
+                            embed_dim=96, depth=4, num_heads=3, mlp_ratio=2)
     for m in net.modules():
         if isinstance(m, nn.Linear):
             m.init_variance = TIMM_INIT_STD ** 2

@@ -58,19 +58,21 @@ PRESETS = {
                     scale_per_class_factorized=(500, 2500), scale_per_class_standard=(500, 2500),
                     scale_widths=(0.25, 0.5), scale_width_per_class=5000,
                     notes="The paper's widths, epochs and full datasets (B.3). For a GPU."),
-    "cpu": Preset("cpu", width=0.25, epochs=15, lr=0.02, fig1b_lr=0.002, per_class=1000, random_per_class=500,
+    "cpu": Preset("cpu", width=0.25, epochs=15, lr=0.02, fig1b_lr=0.002, per_class=1000, random_per_class=1000,
                   max_train_images=10000, checkpoint_epochs=(1, 2, 3, 5, 8, 11), eval_every=5, analysis_images=2000,
                   fig1b_init="kaiming_relu", ablation_per_class=250,
                   scale_per_class_factorized=(250, 1000, 5000), scale_per_class_standard=(250, 1000, 2500),
                   scale_widths=(0.125, 0.5), scale_width_per_class=1000,
-                  random_label_recipes={
-                      "random_fig1b": dict(per_class=200, epochs=60, lr=0.005, schedule="onecycle", eval_every=20),
-                      "random_fig34": dict(per_class=100, epochs=60, lr=0.02, schedule="onecycle", eval_every=20)},
+                  random_label_recipes={  # the true-label partners' images, until they fit (docs/recipes.md)
+                      "random_fig1b": dict(per_class=1000, epochs=60, lr=0.005, schedule="onecycle", eval_every=20),
+                      "random_fig34": dict(per_class=1000, epochs=120, lr=0.02, schedule="onecycle", eval_every=40),
+                      "random_noaug": dict(per_class=1000, epochs=30, lr=0.02, schedule="onecycle", eval_every=10)},
                   notes="Quarter width, at most 10,000 training images per network (1000 per class), 15 epochs, "
-                        "lr 0.02 (see README: at this budget lr 0.005 leaves the weights within 0.5x of their "
-                        "init). Random-label networks fit their labels with fewer images, more epochs and a "
-                        "one-cycle schedule; the BN-free one gets He init (docs/recipes.md). The sweep of "
-                        "notebook 08 trains on 250 images per class."),
+                        "lr 0.02 (docs/recipes.md: at this budget lr 0.005 leaves the weights within 0.5x of their "
+                        "init). Random-label networks train on their partners' images until they fit (>= 0.9): "
+                        "one-cycle schedules, 60 epochs without BN (He init), 120 with BN and augmentation, 30 for "
+                        "the ResNet-18 without augmentation (docs/recipes.md). The sweep of notebook 08 trains on "
+                        "250 images per class."),
     "smoke": Preset("smoke", width=0.125, epochs=2, lr=0.02, fig1b_lr=0.002, per_class=40, random_per_class=40,
                     max_train_images=400,
                     max_test_images=500, checkpoint_epochs=(1,), analysis_images=256, n_draws=2, null_seeds=2,
@@ -78,8 +80,9 @@ PRESETS = {
                     scale_per_class_factorized=(20, 40), scale_per_class_standard=(20, 40), scale_widths=(0.0625,),
                     scale_width_per_class=40,
                     random_label_recipes={
-                        "random_fig1b": dict(per_class=20, epochs=20, lr=0.005, schedule="onecycle", eval_every=10),
-                        "random_fig34": dict(per_class=20, epochs=20, lr=0.02, schedule="onecycle", eval_every=10)},
+                        "random_fig1b": dict(per_class=40, epochs=20, lr=0.005, schedule="onecycle", eval_every=10),
+                        "random_fig34": dict(per_class=40, epochs=20, lr=0.02, schedule="onecycle", eval_every=10),
+                        "random_noaug": dict(per_class=40, epochs=10, lr=0.02, schedule="onecycle", eval_every=10)},
                     notes="Everything end to end in a few minutes, for CI. Numbers are not meaningful."),
 }
 

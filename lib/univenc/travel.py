@@ -50,7 +50,7 @@ def travel_summary(report: pd.DataFrame) -> dict:
     travel_mean and travel_min over its trainable conv layers, top5_mean over its k x k trainable layers past the
     first (NaN without any) and their top5_isotropic (5 / k^2)."""
     moved = report.dropna(subset=["travel"])
-    spatial = moved.dropna(subset=["top5"]).iloc[1:]
+    spatial = moved.dropna(subset=["top5"]).iloc[1:] if "top5" in moved else moved.iloc[:0]  # none: 1x1 convs only
     return dict(travel_mean=float(moved.travel.mean()), travel_min=float(moved.travel.min()),
                 top5_mean=float(spatial.top5.mean()) if len(spatial) else np.nan,
                 top5_isotropic=float(spatial.top5_isotropic.mean()) if len(spatial) else np.nan)

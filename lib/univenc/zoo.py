@@ -83,7 +83,7 @@ BF16_MEASURED = ("vgg", "factorized")
 def train_config(spec: NetSpec, preset) -> TrainConfig:
     """The B.3 recipe of ``spec`` at the preset's scale (with the preset's reduced random-label recipe)."""
     p = get_preset(preset)
-    mult = {"standard": 1, "random_fig1b": 2, "random_fig34": 4}[spec.recipe]
+    mult = {"standard": 1, "random_fig1b": 2, "random_noaug": 2, "random_fig34": 4}[spec.recipe]
     override = {k: v for k, v in p.random_label_recipes.get(spec.recipe, {}).items() if k != "per_class"}
     epochs = override.get("epochs", p.epochs * mult)
     if spec.match_steps:  # as many gradient steps as a CIFAR-10 network: more epochs over fewer images
@@ -94,7 +94,7 @@ def train_config(spec: NetSpec, preset) -> TrainConfig:
     keep = spec.arch in ("vgg", "factorized") and not spec.match_steps and not spec.curve
     cfg = TrainConfig(epochs=epochs, lr=p.fig1b_lr if spec.recipe == "random_fig1b" else p.lr,
                       lr_step=max(1, epochs // 3), batch_size=p.batch_size,
-                      augment=spec.recipe != "random_fig1b", seed=spec.init_seed,
+                      augment=spec.recipe not in ("random_fig1b", "random_noaug"), seed=spec.init_seed,
                       checkpoint_epochs=tuple(e for e in ckpts if e < epochs and keep),
                       eval_every=1 if spec.curve else p.eval_every,
                       precision=p.precision if spec.arch in BF16_MEASURED else "fp32", max_steps=p.max_steps,
@@ -201,11 +201,11 @@ def zoo_table(preset, root=None) -> pd.DataFrame:
                          lr=cfg["train"]["lr"], schedule=cfg["train"].get("schedule", "step"),
                          precision=cfg["train"].get("precision", "fp32"),
                          train_acc=ckpt.get("train_eval_acc", float("nan")), test_acc=log[-1]["test_acc"],
-                         seconds=round(sum(r["seconds"] for r in log), 1), **_travel_of(path)))
+                         seconds=round(sum(r["seconds"] for r in log), 1), **_travel_of(path, spec)))
     return pd.DataFrame(rows)
 
 
-def _travel_of(final: Path) -> dict:
+def _travel_of(final: Path, spec: NetSpec) -> dict:
     """travel_mean, travel_min, top5_mean, top5_isotropic of a trained network (:mod:`univenc.travel`), from its
     final checkpoint and the initial weights beside it (``epoch_000.pt``); NaN without them."""
     from .spatial import spatial_report
@@ -214,7 +214,7 @@ def _travel_of(final: Path) -> dict:
     init = final.parent / "epoch_000.pt"
     if not init.exists():
         return dict(travel_mean=np.nan, travel_min=np.nan, top5_mean=np.nan, top5_isotropic=np.nan)
-    return travel_summary(spatial_report(load_checkpoint_model(final)[0], input_size=None, init=init))
+    return travel_summary(spatial_report(load_checkpoint_model(final)[0], spec.task.input_size, init=init))
 
 
 # --------------------------------------------------------------------------- training-dynamics sweep (Fig. 7)
