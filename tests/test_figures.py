@@ -22,3 +22,16 @@ def test_saved_png_equals_a_tight_save_and_the_pdf_is_written(tmp_path):
     assert fig.dpi == plt.rcParams["figure.dpi"]  # the figure's own dpi is left as it was
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
     plt.close(fig)
+
+
+def test_only_the_cpu_run_writes_the_committed_figures_folder(tmp_path, monkeypatch):
+    from univenc import figures
+    monkeypatch.setattr(figures, "FIGURES_DIR", tmp_path)
+    assert figures.preset_figures_dir("cpu") == tmp_path
+    assert figures.preset_figures_dir("smoke") == tmp_path / "smoke"
+    assert figures.preset_figures_dir("paper") == tmp_path / "paper"
+    fig = plt.figure()
+    png, _ = save_figure(fig, "empty", "smoke")  # no folder given: the preset's own
+    assert png == tmp_path / "smoke" / "empty.png" and png.exists()
+    assert not (tmp_path / "empty.png").exists()
+    plt.close(fig)

@@ -55,3 +55,16 @@ def test_fig10_draws_every_claim(tmp_path):
     fig = plot_scaling(table, scaling.scaling_summary(table, "cpu"), base_width=0.25)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["claim 7: toward the criterion", "claim 1: toward the criterion"]
+
+
+def test_fig10_survives_a_claim_not_measured_at_any_point(tmp_path):
+    """The smoke scale measures no value of some claims (NaN number and criterion): their panel says so."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from univenc.figures import plot_scaling
+    missing = _table([np.nan] * 3, [np.nan] * 3).assign(claim="10", threshold=np.nan, null=np.nan)
+    table = pd.concat([_table([0.1, 0.3, 0.45], [0.02] * 3), missing])
+    fig = plot_scaling(table, base_width=0.25)
+    fig.savefig(tmp_path / "fig10.png")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts == ["not measured at any point"]

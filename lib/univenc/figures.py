@@ -8,18 +8,26 @@ import numpy as np
 
 from .data import REPO_ROOT
 
-__all__ = ["FIGURES_DIR", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
+__all__ = ["FIGURES_DIR", "preset_figures_dir", "save_figure", "plot_raw_filters", "plot_cosine_matrices",
            "plot_rank_curves", "plot_similarity_vs_depth", "plot_training_curves", "plot_image_grid",
            "plot_spatial_grid", "empty_figure", "plot_trajectory", "plot_ablations", "save_table",
            "plot_canonical_scores", "plot_controls", "plot_scaling", "plot_panel_scores", "plot_rainbow",
            "plot_init_curves"]
 
 FIGURES_DIR = REPO_ROOT / "figures"
+COMMITTED_PRESET = "cpu"  # the preset whose figures are committed in figures/ itself
+
+
+def preset_figures_dir(preset: str) -> Path:
+    """Where a preset's figures go by default: ``figures/`` for the committed ``cpu`` run, ``figures/<preset>/``
+    for any other (``figures/paper/``, ``figures/smoke/``), so that a quick run never writes over them."""
+    return FIGURES_DIR if preset == COMMITTED_PRESET else FIGURES_DIR / preset
 
 
 def save_figure(fig, name: str, preset: str, out_dir=None) -> list[Path]:
-    """Label the figure with its preset (bottom-right corner) and save ``name``.png and .pdf in ``out_dir``."""
-    out_dir = Path(out_dir or FIGURES_DIR)
+    """Label the figure with its preset (bottom-right corner) and save ``name``.png and .pdf in ``out_dir``
+    (default: :func:`preset_figures_dir`)."""
+    out_dir = Path(out_dir or preset_figures_dir(preset))
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.text(0.995, 0.005, f"univenc preset: {preset}", ha="right", va="bottom", fontsize=7, color="0.4")
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
@@ -42,10 +50,10 @@ def _tight_bbox(fig, dpi: float):
         fig.set_dpi(fig_dpi)
 
 
-def save_table(table, name: str, out_dir=None) -> Path:
-    """Write a DataFrame as CSV (``name``, e.g. "zoo.csv") in ``out_dir`` (default: the figures folder), atomically."""
+def save_table(table, name: str, out_dir) -> Path:
+    """Write a DataFrame as CSV (``name``, e.g. "zoo.csv") in ``out_dir``, atomically."""
     from .storage import atomic_write
-    return atomic_write(Path(out_dir or FIGURES_DIR) / name, lambda tmp: table.to_csv(tmp, index=False))
+    return atomic_write(Path(out_dir) / name, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def _show_image(ax, img, vmax=None, alpha=1.0):
@@ -345,20 +353,26 @@ def plot_scaling(table, summary=None, base_width=None, title="Fig. 10: every cla
     colors = dict(zip(widths, plt.cm.viridis(np.linspace(0.1, 0.85, len(widths)))))
     for ax, claim in zip(axes.flat, claims):
         rows_ = table[table.claim == claim].sort_values("per_class")
+        ax.set_title(f"claim {claim}" + (f": {trends[claim]}" if claim in trends else ""), fontsize=8)
+        if not np.isfinite(rows_.value.astype(float)).any():
+            ax.text(0.5, 0.5, "not measured at any point", ha="center", va="center", fontsize=7,
+                    transform=ax.transAxes)
+            ax.set_xticks([]), ax.set_yticks([])
+            continue
         for width, g in rows_.groupby("width"):
             ax.errorbar(g.per_class, g.value, yerr=g.spread.fillna(0), marker="o" if width == base_width else "s",
                         ms=4, capsize=2, lw=1.2 if width == base_width else 0, color=colors[width],
                         label=f"width {width:g}")
         last = rows_.iloc[-1]
-        ax.axhline(last.threshold, color="k", ls="--", lw=0.8)
-        lo, hi = ax.get_ylim()
-        passing = (last.threshold, max(hi, last.threshold)) if last.direction == ">=" else \
-            (min(lo, last.threshold), last.threshold)
-        ax.axhspan(*passing, color="tab:green", alpha=0.08, lw=0)
-        if np.isfinite(rows_.null).any():
+        if np.isfinite(last.threshold):
+            ax.axhline(last.threshold, color="k", ls="--", lw=0.8)
+            lo, hi = ax.get_ylim()
+            passing = (last.threshold, max(hi, last.threshold)) if last.direction == ">=" else \
+                (min(lo, last.threshold), last.threshold)
+            ax.axhspan(*passing, color="tab:green", alpha=0.08, lw=0)
+        if np.isfinite(rows_.null.astype(float)).any():
             ax.plot(rows_.per_class, rows_.null, ls=":", color="0.4", lw=1, label="null")
         ax.set_xscale("log")
-        ax.set_title(f"claim {claim}" + (f": {trends[claim]}" if claim in trends else ""), fontsize=8)
         ax.set_xlabel("training images per class", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=5)

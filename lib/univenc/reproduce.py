@@ -168,8 +168,9 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
         print("[reproduce] data: " + ", ".join(f"{n} {s}" for n, s in status.items()), flush=True)
     out_dir = Path(out_dir or REPO_ROOT / "runs" / p)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if figures_dir is None and max_steps is not None:  # a dry run never writes over the committed figures
-        figures_dir = out_dir / "figures"
+    if figures_dir is None:  # a dry run or another preset never writes over the committed figures
+        from .figures import preset_figures_dir
+        figures_dir = out_dir / "figures" if max_steps is not None else preset_figures_dir(p)
     params = {"preset": p}
     if data_root is not None:
         params["data_root"] = str(data_root)
@@ -180,7 +181,7 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
         timings = _execute(nbs, p, params, out_dir, analysis_only, jobs)
     total = time.perf_counter() - total
     _write_timings(timings, out_dir / "timings.csv")
-    print(f"[reproduce] all notebooks done in {total:.0f}s; figures in {figures_dir or REPO_ROOT / 'figures'}; "
+    print(f"[reproduce] all notebooks done in {total:.0f}s; figures in {figures_dir}; "
           f"times and peak memory in {out_dir / 'timings.csv'}")
     return total
 
