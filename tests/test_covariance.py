@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from univenc.covariance import (channel_covariance, effective_rank, init_variance, rotate_spectrum,
-                                shrink_eigenvalues, truncate_layer, truncate_weight, weight_spectrum)
+from univenc.covariance import (channel_covariance, covariance_eigenpairs, effective_rank, init_variance,
+                                rotate_spectrum, shrink_eigenvalues, truncate_layer, truncate_weight,
+                                weight_spectrum)
 
 
 def test_untrained_layer_has_identity_covariance():
@@ -88,6 +89,28 @@ def test_weight_spectrum_matches_dense_eigh():
     vals, vecs = spec.retained()
     c_shrunk = (vecs * vals) @ vecs.T
     assert np.trace(c_shrunk) == pytest.approx(vals.sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 30), d=st.integers(1, 30), rank=st.integers(0, 30), seed=st.integers(0, 2 ** 16))
+def test_covariance_eigenpairs_equal_the_svd(n, d, rank, seed):
+    """The Gram route against scipy's SVD: the same eigenvalues and, where they are distinct, the same vectors
+    up to sign; rank-deficient matrices (its SVD fallback) included."""
+    import scipy.linalg
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, d)) * rng.uniform(0.1, 10, size=d)
+    if rank < min(n, d):
+        w = w[:, :max(rank, 1)] @ rng.standard_normal((max(rank, 1), d)) if rank else np.zeros((n, d))
+    lam, v = covariance_eigenpairs(w)
+    _, s, vt = scipy.linalg.svd(w, full_matrices=False)
+    m = min(n, d)
+    assert lam.shape == (m,) and v.shape == (d, m)
+    np.testing.assert_allclose(lam, s ** 2, rtol=1e-8, atol=1e-10 * max(s[0] ** 2, 1))
+    np.testing.assert_allclose((v * lam) @ v.T, w.T @ w, atol=1e-8 * max(s[0] ** 2, 1))
+    gaps = np.abs(np.diff(s ** 2, prepend=np.inf, append=-np.inf))
+    distinct = (np.minimum(gaps[:-1], gaps[1:]) > 1e-3 * max(s[0] ** 2, 1)) & (s ** 2 > 1e-6 * max(s[0] ** 2, 1))
+    cos = np.abs(np.sum(v[:, distinct] * vt.T[:, distinct], axis=0))
+    np.testing.assert_allclose(cos, 1, atol=1e-6)
 
 
 def test_rotation_acts_on_channels_of_each_pixel():
