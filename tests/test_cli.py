@@ -5,6 +5,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -247,3 +248,28 @@ def test_init_writes_a_covariance_file_or_a_rainbow_network(tmp_path, capsys):
     capsys.readouterr()
     fails(["init", "--from", str(tmp_path / "src.pt"), "--arch", "timm:resnet10t", "--out", str(tmp_path / "x.pt")],
           capsys, "layers to draw")
+
+
+@needs("cifar10")
+def test_the_readme_init_then_train_path(tmp_path, monkeypatch):
+    """README: `univenc init --from SOURCE --arch univenc_vgg11 --data cifar10 --out init.pt`, then the zoo's
+    recipe trains from that file."""
+    import dataclasses
+
+    from univenc.catalogue import ZOO_BY_NAME
+    from univenc.models import VGG, load_checkpoint_model
+    from univenc.training import train
+    from univenc.zoo import load_task_for, train_config
+    torch.manual_seed(0)
+    source = VGG(10, 3, 0.125)
+    torch.save({"state_dict": source.state_dict(), "config": {"model": source.config}, "epoch": 15}, tmp_path / "src.pt")
+    main(["init", "--from", str(tmp_path / "src.pt"), "--arch", "univenc_vgg11", "--num-classes", "10",
+          "--data", "cifar10", "--images", "64", "--out", str(tmp_path / "init.pt")])
+    net, epoch = load_checkpoint_model(tmp_path / "init.pt")
+    assert epoch == 0 and net.features[0][0].out_channels == 64  # univenc_vgg11's own width, not the source's
+    spec = ZOO_BY_NAME["vgg_k3_cifar10"]
+    cfg = dataclasses.replace(train_config(spec, "smoke"), epochs=1)
+    first = net.features[4][0].weight.detach().clone()
+    result = train(net, load_task_for(spec, "smoke"), cfg, out_dir=tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "final.pt").exists() and np.isfinite(result["log"][-1]["loss"])
+    assert not torch.equal(first, net.features[4][0].weight)

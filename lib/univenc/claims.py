@@ -616,7 +616,7 @@ def write_claims(claims: list[Claim], out_dir, scaling=None) -> tuple:
                  ", ".join(c.moved_little) or "none", row["with_scale"], row["projected"]]
         lines.append("| " + " | ".join(x.replace("|", "/").replace("\n", " ") for x in cells) + " |")
     md = "\n".join(lines) + "\n"
-    atomic_write(out_dir / "claims.md", lambda tmp: open(tmp, "w").write(md))
+    atomic_write(out_dir / "claims.md", lambda tmp: Path(tmp).write_text(md))
     return out_dir / "claims.json", out_dir / "claims.md"
 
 

@@ -271,7 +271,6 @@ def _source_covariance(m: nn.Module, shrink: bool) -> np.ndarray:
 def _rotated(cov: np.ndarray, rotation: np.ndarray, k: int) -> np.ndarray:
     """A^T C A with A = rotation (d_src, d_new) acting on the channel axis of each of the k^2 taps: C in the new
     network's coordinates (Cin_new k^2)."""
-    d_src, d_new = rotation.shape
     a = np.kron(rotation, np.eye(k * k))  # (d_src k^2, d_new k^2), channel-major as the weights' inputs are
     return a.T @ cov @ a
 
@@ -313,15 +312,16 @@ def sample_like(source: nn.Module, batches, layers: int | None = None, aligned: 
 def rainbow_depths(source: nn.Module, batches, aligned: bool = True, shrink: bool = True, seed: int = 0,
                    target: nn.Module | None = None, last: int | None = None):
     """Yield (L, the rainbow network whose first L layers are sampled) for L = 1 .. ``last`` (default: every
-    layer), from one sequential draw: the networks of :func:`sample_like` for every depth at the cost of one."""
+    layer), from one sequential draw: the networks of :func:`sample_like` for every depth at the cost of one. A
+    ``target`` of other widths than the source's has no source layer to keep: only the whole draw is yielded."""
     new = copy.deepcopy(target if target is not None else source).eval()
     src_layers, new_layers = sampled_layers(source), sampled_layers(new)
     if [m.weight.shape[-1] for _, m in src_layers] != [m.weight.shape[-1] for _, m in new_layers]:
         raise InitError(f"{type(new).__name__} is not of {type(source).__name__}'s family: its layers to draw "
                         f"({len(new_layers)}) or their kernel sizes differ from the source's ({len(src_layers)})")
     last = len(src_layers) if last is None else last
-    if last < len(src_layers) and any(ms.weight.shape != mn.weight.shape for (_, ms), (_, mn) in
-                                      zip(src_layers, new_layers)):
+    same_widths = all(ms.weight.shape == mn.weight.shape for (_, ms), (_, mn) in zip(src_layers, new_layers))
+    if last < len(src_layers) and not same_widths:
         raise InitError("a target of other widths has no source layers to keep: sample all its layers")
     source = source.eval()
     batches = list(batches)
@@ -332,7 +332,7 @@ def rainbow_depths(source: nn.Module, batches, aligned: bool = True, shrink: boo
             rotation = np.eye(ms.in_channels, mn.in_channels)
         else:  # new -> source coordinates, from the two networks' inputs of this layer on the images
             rotation = input_alignment(new, mn, source, ms, batches)  # (Cin_src, Cin_new)
-        if i > 0:  # depth i: the first i layers sampled, this one kept, read in the new coordinates
+        if i > 0 and same_widths:  # depth i: the first i layers sampled, this one kept, in the new coordinates
             yield i, _with_kept_layer(new, name, ms, rotation, batches)
         if i == last:
             return
