@@ -35,3 +35,13 @@ def test_only_the_cpu_run_writes_the_committed_figures_folder(tmp_path, monkeypa
     assert png == tmp_path / "smoke" / "empty.png" and png.exists()
     assert not (tmp_path / "empty.png").exists()
     plt.close(fig)
+
+
+def test_s_by_depth_of_a_partial_zoo_says_no_pair_is_trained():
+    """A zoo trained with --only has none of a panel's pairs: the panel says so (it used to raise KeyError)."""
+    import pandas as pd
+
+    from univenc.figures import plot_similarity_vs_depth
+    ax = plot_similarity_vs_depth(pd.DataFrame(), title="seeds")
+    assert [t.get_text() for t in ax.texts] == ["no pair trained"] and ax.get_title() == "seeds"
+    plt.close(ax.figure)

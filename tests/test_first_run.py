@@ -101,3 +101,14 @@ def test_bad_arguments_get_one_line_and_no_traceback(tmp_path):
         assert out.returncode == 2, args
         assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
         assert message in out.stderr, (args, out.stderr)
+
+
+def test_relative_folders_are_the_callers_not_the_notebooks(tmp_path, monkeypatch):
+    """The notebooks run in notebooks/: a relative --figures-dir or --data-root reaches them made absolute."""
+    from univenc import reproduce
+    seen = {}
+    monkeypatch.setattr(reproduce, "_execute", lambda nbs, p, params, *rest: seen.update(params) or [])
+    monkeypatch.chdir(tmp_path)
+    reproduce.run("smoke", data_root="my_data", figures_dir="my_figures", out_dir="my_runs", analysis_only=True,
+                  only=["05_normalized_similarity"])
+    assert seen["figures_dir"] == str(tmp_path / "my_figures") and seen["data_root"] == str(tmp_path / "my_data")

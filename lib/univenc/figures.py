@@ -163,15 +163,19 @@ def plot_similarity_vs_depth(table, ax=None, title="", linestyle="-", suffix="",
     """Fig. 4: S (eq. 6) versus depth, one line per pair, error bars: spread over floor/ceiling draws.
     ``linestyle``, ``suffix`` (added to the labels) and ``colors`` (one per pair) draw a variant on the same axes."""
     ax = ax or plt.subplots(figsize=(5, 3.6))[1]
+    if table is None or len(table) == 0:  # a partial zoo: none of this panel's pairs is trained
+        ax.text(0.5, 0.5, "no pair trained", ha="center", transform=ax.transAxes)
+        ax.set_title(title, fontsize=9), ax.set_xticks([]), ax.set_yticks([])
+        return ax
     groups = list(table.groupby(["net_a", "net_b"], sort=False))
     for i, ((a, b), g) in enumerate(groups):
         ax.errorbar(g.depth, g.S, yerr=g.S_spread, marker="o", ms=3, capsize=2, lw=1, ls=linestyle,
                     color=None if colors is None else colors[i],
                     label=f"{a.replace('fac_', '')} / {b.replace('fac_', '')}{suffix}")
     ax.axhline(0, color="0.5", lw=0.6), ax.axhline(1, color="0.5", lw=0.6, ls="--")
-    if len(table):
-        depths = range(1, int(table.depth.max()) + 1)
-        ax.set_xticks(list(depths)), ax.set_xlim(0.5, depths[-1] + 0.5)
+    depths = range(1, int(table.depth.max()) + 1)
+    ax.set_xticks(list(depths)), ax.set_xlim(0.5, depths[-1] + 0.5)
+    ax.tick_params(axis="x", labelsize=8 if len(depths) <= 12 else 5)
     ax.set_xlabel("layer (missing points: no eigenvalue above the noise, S undefined)", fontsize=8)
     ax.set_ylabel("normalised similarity S")
     ax.set_title(title, fontsize=9)

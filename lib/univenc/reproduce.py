@@ -6,7 +6,8 @@ failing cell, keeps the partial output notebook, and exits non-zero. ``--analysi
 01 only redraws the training curves and the zoo table); with ``--results FILE`` it reads everything from a
 results file (:mod:`univenc.results`) and needs no checkpoint and no dataset. ``--max-steps N`` is a dry run of the
 preset (:func:`univenc.presets.dry_run`): every network N optimiser steps, then every notebook; its figures go to
-``runs/<preset>-steps<N>/figures``, never over the committed ones. A bad argument gets one line and exit status 2.
+``runs/<preset>-steps<N>/figures``, never over the committed ones; any other preset's figures go to ``figures/``
+for ``cpu`` (the committed run) and ``figures/<preset>/`` otherwise. A bad argument gets one line and exit status 2.
 """
 from __future__ import annotations
 
@@ -171,10 +172,11 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
     if figures_dir is None:  # a dry run or another preset never writes over the committed figures
         from .figures import preset_figures_dir
         figures_dir = out_dir / "figures" if max_steps is not None else preset_figures_dir(p)
-    params = {"preset": p}
+    params = {"preset": p}  # paths absolute: the notebooks run in notebooks/, not in the caller's folder
     if data_root is not None:
-        params["data_root"] = str(data_root)
+        params["data_root"] = str(Path(data_root).resolve())
     if figures_dir is not None:
+        figures_dir = Path(figures_dir).resolve()
         params["figures_dir"] = str(figures_dir)
     total = time.perf_counter()
     with _reading_results(results):
@@ -197,7 +199,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="auto", help="smoke, cpu, paper or auto (paper with a GPU, else cpu)")
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--figures-dir", default=None)
+    ap.add_argument("--figures-dir", default=None, help="default: figures/ for cpu, figures/<preset>/ otherwise")
     ap.add_argument("--out-dir", default=None, help="where executed notebooks go (default runs/<preset>)")
     ap.add_argument("--analysis-only", action="store_true", help="train nothing: figures from what is trained")
     ap.add_argument("--results", help="a results file (data/results/<preset>/results.pt): figures and claims "
