@@ -6,8 +6,8 @@ failing cell, keeps the partial output notebook, and exits non-zero. ``--analysi
 01 only redraws the training curves and the zoo table); with ``--results FILE`` it reads everything from a
 results file (:mod:`univenc.results`) and needs no checkpoint and no dataset. ``--max-steps N`` is a dry run of the
 preset (:func:`univenc.presets.dry_run`): every network N optimiser steps, then every notebook; its figures go to
-``runs/<preset>-steps<N>/figures``, never over the committed ones; any other preset's figures go to ``figures/``
-for ``cpu`` (the committed run) and ``figures/<preset>/`` otherwise. A bad argument gets one line and exit status 2.
+``runs/<preset>-steps<N>/figures``, never over the committed ones. Otherwise figures go to ``figures/`` for ``cpu``
+(the committed run) and to ``figures/<preset>/`` for any other preset. A bad argument gets one line and exit 2.
 """
 from __future__ import annotations
 
@@ -172,12 +172,10 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
     if figures_dir is None:  # a dry run or another preset never writes over the committed figures
         from .figures import preset_figures_dir
         figures_dir = out_dir / "figures" if max_steps is not None else preset_figures_dir(p)
-    params = {"preset": p}  # paths absolute: the notebooks run in notebooks/, not in the caller's folder
+    figures_dir = Path(figures_dir).resolve()  # absolute: the notebooks run in notebooks/, not in the caller's folder
+    params = {"preset": p, "figures_dir": str(figures_dir)}
     if data_root is not None:
         params["data_root"] = str(Path(data_root).resolve())
-    if figures_dir is not None:
-        figures_dir = Path(figures_dir).resolve()
-        params["figures_dir"] = str(figures_dir)
     total = time.perf_counter()
     with _reading_results(results):
         timings = _execute(nbs, p, params, out_dir, analysis_only, jobs)
