@@ -43,6 +43,10 @@ FACTORIES = textwrap.dedent('''
     def fixed_input():
         return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
 
+    def vgg_quarter():  # univenc_vgg11 at a quarter of its width: the README's --arch, cheaper
+        from univenc.models import VGG
+        return VGG(10, 3, 0.25)
+
     def nan_weights():
         net = tiny_net()
         with torch.no_grad():
@@ -251,9 +255,9 @@ def test_init_writes_a_covariance_file_or_a_rainbow_network(tmp_path, capsys):
 
 
 @needs("cifar10")
-def test_the_readme_init_then_train_path(tmp_path, monkeypatch):
-    """README: `univenc init --from SOURCE --arch univenc_vgg11 --data cifar10 --out init.pt`, then the zoo's
-    recipe trains from that file."""
+def test_the_readme_init_then_train_path(factories, tmp_path):
+    """README: `univenc init --from SOURCE --arch univenc_vgg11 --data cifar10 --out init.pt` (here the same VGG-11
+    at a quarter of its width, twice the source's), then the zoo's recipe trains from that file."""
     import dataclasses
 
     from univenc.catalogue import ZOO_BY_NAME
@@ -263,10 +267,10 @@ def test_the_readme_init_then_train_path(tmp_path, monkeypatch):
     torch.manual_seed(0)
     source = VGG(10, 3, 0.125)
     torch.save({"state_dict": source.state_dict(), "config": {"model": source.config}, "epoch": 15}, tmp_path / "src.pt")
-    main(["init", "--from", str(tmp_path / "src.pt"), "--arch", "univenc_vgg11", "--num-classes", "10",
+    main(["init", "--from", str(tmp_path / "src.pt"), "--arch", "mymodels:vgg_quarter", "--num-classes", "10",
           "--data", "cifar10", "--images", "64", "--out", str(tmp_path / "init.pt")])
     net, epoch = load_checkpoint_model(tmp_path / "init.pt")
-    assert epoch == 0 and net.features[0][0].out_channels == 64  # univenc_vgg11's own width, not the source's
+    assert epoch == 0 and net.features[0][0].out_channels == 16  # the target's own width, not the source's 8
     spec = ZOO_BY_NAME["vgg_k3_cifar10"]
     cfg = dataclasses.replace(train_config(spec, "smoke"), epochs=1)
     first = net.features[4][0].weight.detach().clone()
