@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .alignment import accumulate_pair_statistics, procrustes
-from .covariance import noise_variance, rotate_inputs, shrink_eigenvalues, weight_matrix
+from .covariance import layer_spectrum, noise_variance, rotate_inputs, shrink_eigenvalues, weight_matrix
 from .spatial import spatial_covariance
 
 __all__ = ["LayerEncoding", "encode", "average_encodings", "closed_form_encoding", "save_encoding", "load_encoding",
@@ -74,13 +74,12 @@ def _psd_check(c: np.ndarray, what: str) -> np.ndarray:
     return c
 
 
-def _shrunk_covariance(w: np.ndarray) -> np.ndarray:
-    """I + V diag(shrunk) V^T of normalised rows w (n, d): eq. 3's spikes above the noise, the noise put back."""
-    n, d = w.shape
-    _, s, vt = np.linalg.svd(w / np.sqrt(n), full_matrices=False)
-    shrunk = shrink_eigenvalues(s ** 2, d / n)
-    keep = shrunk > 0
-    return np.eye(d) + (vt[keep].T * shrunk[keep]) @ vt[keep]
+def _shrunk_covariance(m: nn.Module) -> np.ndarray:
+    """I + V diag(shrunk) V^T of a layer's normalised covariance over its Cin k^2 inputs
+    (:func:`univenc.covariance.layer_spectrum`): eq. 3's spikes above the noise, the noise put back."""
+    spectrum = layer_spectrum(m)
+    values, vectors = spectrum.retained()
+    return np.eye(spectrum.d) + (vectors * values) @ vectors.T
 
 
 def encode(model: nn.Module, source: str = "") -> dict:
@@ -102,7 +101,7 @@ def encode(model: nn.Module, source: str = "") -> dict:
         if k > 1:
             spatial = spatial_covariance(w)
             spatial = spatial * (k * k / np.trace(spatial))
-        full = _shrunk_covariance(weight_matrix(w)) if i == 0 else None
+        full = _shrunk_covariance(m) if i == 0 else None
         layers.append(LayerEncoding(name, k, cin, cout, spatial, channel[channel > 0], full,
                                     float((w ** 2).mean())))
     if not layers:
@@ -264,8 +263,10 @@ def recompute_batchnorm(model: nn.Module, batches) -> nn.Module:
 
 def _source_covariance(m: nn.Module, shrink: bool) -> np.ndarray:
     """The source layer's normalised covariance over its Cin k^2 inputs: I + shrunk spikes, or W^T W / Cout."""
+    if shrink:
+        return _shrunk_covariance(m)
     w = weight_matrix(m.weight) / np.sqrt(noise_variance(m))
-    return _shrunk_covariance(w) if shrink else w.T @ w / len(w)
+    return w.T @ w / len(w)
 
 
 def _rotated(cov: np.ndarray, rotation: np.ndarray, k: int) -> np.ndarray:

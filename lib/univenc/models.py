@@ -322,6 +322,13 @@ def resnet18(num_classes: int = 10) -> nn.Module:
 TIMM_INIT_STD = 0.02
 
 
+def _declare_timm_init(net: nn.Module, types: tuple) -> None:
+    """Set ``init_variance`` = ``TIMM_INIT_STD``^2 on every module of ``net`` of one of ``types``."""
+    for m in net.modules():
+        if isinstance(m, types):
+            m.init_variance = TIMM_INIT_STD ** 2
+
+
 def convnext_atto(num_classes: int = 10) -> nn.Module:
     """timm's smallest ConvNeXt (``convnext_atto``: depthwise 7x7 kernels, LayerNorm, inverted bottlenecks with 1x1
     convs), unchanged but for a 2x2 patch stem for 32x32 images; timm then downsamples by 2 before stage 0, whose
@@ -329,9 +336,7 @@ def convnext_atto(num_classes: int = 10) -> nn.Module:
     import timm
 
     net = timm.create_model("convnext_atto", num_classes=num_classes, patch_size=2)
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.init_variance = TIMM_INIT_STD ** 2
+    _declare_timm_init(net, (nn.Conv2d, nn.Linear))
     net.config = {"arch": "convnext", "num_classes": num_classes}
     return net
 
@@ -345,9 +350,7 @@ def vit_tiny32(num_classes: int = 10) -> nn.Module:
 
     net = timm.create_model("vit_tiny_patch16_224", num_classes=num_classes, img_size=32, patch_size=4,
                             embed_dim=96, depth=4, num_heads=3, mlp_ratio=2)
-    for m in net.modules():
-        if isinstance(m, nn.Linear):
-            m.init_variance = TIMM_INIT_STD ** 2
+    _declare_timm_init(net, (nn.Linear,))
     net.config = {"arch": "vit", "num_classes": num_classes}
     return net
 
