@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-
 from univenc.covariance import noise_variance
-from univenc.init import (InitError, closed_form_encoding, closed_form_spatial, encode, input_alignment,
-                          load_encoding, sample_like, save_encoding, universal_init)
+from univenc.init import (
+    InitError,
+    closed_form_encoding,
+    closed_form_spatial,
+    encode,
+    input_alignment,
+    load_encoding,
+    sample_like,
+    save_encoding,
+    universal_init,
+)
 from univenc.models import VGG, canonical_spatial_filters
 from univenc.spatial import spatial_covariance, to_common_grid
 
@@ -172,3 +180,22 @@ def test_every_depth_of_one_sequential_draw_is_sample_like_of_that_depth():
             torch.testing.assert_close(net.state_dict()[k], v, rtol=0, atol=0, msg=f"depth {depth}: {k}")
     with pytest.raises(InitError, match="layers must be between 0 and 8"):
         sample_like(src, x, layers=9)
+
+
+def test_steps_to_accuracy_take_the_weakest_reference_seed_s_final_accuracy():
+    import pandas as pd
+    from univenc.experiments import steps_to_accuracy
+
+    rows = []
+    # two reference seeds that peak at their end (0.60 and 0.70) and an init whose seeds get there at steps 20, 30
+    for init, seed, accs in [("default", "a", [0.3, 0.5, 0.6]), ("default", "b", [0.4, 0.6, 0.7]),
+                             ("cifar100", "a", [0.5, 0.61, 0.65]), ("cifar100", "b", [0.4, 0.5, 0.6]),
+                             ("mnist", "a", [0.3, 0.4, 0.5]), ("mnist", "b", [0.6, 0.6, 0.6])]:
+        rows += [{"init": init, "target": "cifar10", "seed": seed, "epoch": e + 1, "steps": 10 * (e + 1),
+                  "test_acc": a} for e, a in enumerate(accs)]
+    t = steps_to_accuracy(pd.DataFrame(rows)).set_index("init")
+    assert t.reference_acc.eq(0.6).all()  # the lower of 0.6 and 0.7: each reference seed reaches it
+    assert t.loc["default"].steps == [30.0, 20.0] and t.loc["default"].mean_steps == 25.0
+    assert t.loc["cifar100"].steps == [20.0, 30.0] and t.loc["cifar100"].mean_steps == 25.0
+    assert np.isnan(t.loc["mnist"].steps[0]) and np.isnan(t.loc["mnist"].mean_steps)  # one seed never gets there
+    assert t.loc["default"].final_acc == pytest.approx(0.65)

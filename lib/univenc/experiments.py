@@ -527,14 +527,17 @@ def init_curves(preset, root=None) -> pd.DataFrame:
 
 def steps_to_accuracy(curves: pd.DataFrame, reference: str = "default") -> pd.DataFrame:
     """Per (target, init): the mean and sd over seeds of the final test accuracy, and the steps each seed needs
-    to reach the mean final accuracy of the ``reference`` init's seeds (NaN: never reached); their mean.
+    to reach the ``reference`` accuracy (NaN: never reached); their mean (NaN when a seed never reaches it).
+    The reference accuracy is the lowest final accuracy of the ``reference`` init's seeds: one that each of its
+    seeds reaches, so that the reference's own steps are always defined (their mean final accuracy is, by
+    construction, above what its weaker seed ever reaches when that seed peaks at its end).
     Columns: target, init, seeds, final_acc, final_sd, reference_acc, steps (per seed), mean_steps."""
     rows = []
     for target, t in curves.groupby("target", sort=False):
         finals = t.sort_values("epoch").groupby(["init", "seed"]).test_acc.last()
         if reference not in finals.index.get_level_values(0):
             continue
-        goal = finals[reference].mean()
+        goal = finals[reference].min()
         for init, g in t.groupby("init", sort=False):
             steps = []
             for _, run in g.sort_values("epoch").groupby("seed"):

@@ -73,11 +73,11 @@ PRESETS = {
                         "one-cycle schedules, 60 epochs without BN (He init), 120 with BN and augmentation, 30 for "
                         "the ResNet-18 without augmentation (docs/recipes.md). The sweep of notebook 08 trains on "
                         "250 images per class."),
-    "smoke": Preset("smoke", width=0.125, epochs=2, lr=0.02, fig1b_lr=0.002, per_class=40, random_per_class=40,
+    "smoke": Preset("smoke", width=0.0625, epochs=2, lr=0.02, fig1b_lr=0.002, per_class=40, random_per_class=40,
                     max_train_images=400,
                     max_test_images=500, checkpoint_epochs=(1,), analysis_images=256, n_draws=2, null_seeds=2,
                     fig1b_init="kaiming_relu", ablation_per_class=20,
-                    scale_per_class_factorized=(20, 40), scale_per_class_standard=(20, 40), scale_widths=(0.0625,),
+                    scale_per_class_factorized=(20, 40), scale_per_class_standard=(20, 40), scale_widths=(0.125,),
                     scale_width_per_class=40,
                     random_label_recipes={
                         "random_fig1b": dict(per_class=40, epochs=20, lr=0.005, schedule="onecycle", eval_every=10),

@@ -4,10 +4,12 @@ Executed copies go to ``runs/<preset>/`` (git-ignored), with ``timings.csv``: ea
 memory of its processes (the kernel and the jobs it starts). On a failure the runner names the notebook and the
 failing cell, keeps the partial output notebook, and exits non-zero. ``--analysis-only`` trains nothing (notebook
 01 only redraws the training curves and the zoo table); with ``--results FILE`` it reads everything from a
-results file (:mod:`univenc.results`) and needs no checkpoint and no dataset. ``--max-steps N`` is a dry run of the
-preset (:func:`univenc.presets.dry_run`): every network N optimiser steps, then every notebook; its figures go to
-``runs/<preset>-steps<N>/figures``, never over the committed ones. Otherwise figures go to ``figures/`` for ``cpu``
-(the committed run) and to ``figures/<preset>/`` for any other preset. A bad argument gets one line and exit 2.
+results file (:mod:`univenc.results`) and needs no checkpoint and no dataset, and the notebooks, which then do not
+depend on each other, run as many at a time as there are job slots (``--jobs``; one per core), each kernel on one
+thread. ``--max-steps N`` is a dry run of the preset (:func:`univenc.presets.dry_run`): every network N optimiser
+steps, then every notebook; its figures go to ``runs/<preset>-steps<N>/figures``, never over the committed ones.
+Otherwise figures go to ``figures/`` for ``cpu`` (the committed run) and to ``figures/<preset>/`` for any other
+preset. A bad argument gets one line and exit 2.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from .data import REPO_ROOT, CorruptDatasetError, MissingDatasetsError, ensure_datasets
@@ -76,6 +80,9 @@ def _kernel_manager():
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.transport = "ipc"
+            # Each kernel's sockets get their own path prefix: with the default one ("kernel-ipc" in the working
+            # folder) two kernels started at once pick the same socket files and read each other's messages.
+            self.ip = os.path.join(tempfile.gettempdir(), f"univenc-kernel-{uuid.uuid4().hex[:12]}")
     return IPCKernelManager if os.name == "posix" else AsyncKernelManager
 
 
@@ -110,29 +117,62 @@ class PeakMemory:
         self._thread.join()
 
 
-def _execute(nbs, p, params, out_dir, analysis_only, jobs) -> list[dict]:
+def _execute(nbs, p, params, out_dir, analysis_only, jobs, at_once: int = 1) -> list[dict]:
+    """Run ``nbs`` in order, or ``at_once`` at a time, each in its own process with its kernel on one thread (for
+    notebooks that only read a results file, which do not depend on each other). Returns each notebook's seconds
+    and peak memory. Raises SystemExit(1) when one fails, after the others end."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    def nb_params(nb):
+        if nb.stem in TRAINING_NOTEBOOKS:
+            return {**params, "train": not analysis_only, **({"jobs": jobs} if jobs else {})}
+        return params
+    if at_once <= 1:
+        return [_execute_one(nb, p, nb_params(nb), out_dir) for nb in nbs]
+    # one process per notebook run: papermill's kernel clients do not share a process safely
+    with _one_thread_each(), ProcessPoolExecutor(at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_execute_one, nb, p, nb_params(nb), out_dir) for nb in nbs]
+        done = [f.exception() or f.result() for f in futures]
+    failed = [d for d in done if isinstance(d, BaseException)]
+    if failed:
+        raise failed[0]
+    return done
+
+
+@contextlib.contextmanager
+def _one_thread_each():
+    """Kernels started inside run torch (and BLAS) on one thread: several of them share the cores."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: "1" for n in names})
+    try:
+        yield
+    finally:
+        for n, v in before.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+def _execute_one(nb: Path, p: str, nb_params: dict, out_dir: Path) -> dict:
     import papermill as pm
 
-    timings = []
-    for nb in nbs:
-        out = out_dir / nb.name
-        t0 = time.perf_counter()
-        print(f"[reproduce] {nb.name} (preset {p}) ...", flush=True)
-        nb_params = params
-        if nb.stem in TRAINING_NOTEBOOKS:
-            nb_params = {**params, "train": not analysis_only, **({"jobs": jobs} if jobs else {})}
-        try:
-            with PeakMemory() as memory:
-                pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(NOTEBOOKS_DIR),
-                                    progress_bar=False, kernel_name="python3", kernel_manager_class=_kernel_manager())
-        except pm.PapermillExecutionError as err:
-            print(f"[reproduce] FAILED in {nb.name}, {_failing_cell(out)}\n"
-                  f"[reproduce] partial output kept at {out}", file=sys.stderr)
-            raise SystemExit(1) from err
-        seconds = time.perf_counter() - t0
-        timings.append(dict(notebook=nb.stem, seconds=round(seconds, 1), peak_memory_gb=round(memory.peak_gb, 2)))
-        print(f"[reproduce] {nb.name} done in {seconds:.0f}s (peak memory {memory.peak_gb:.1f} GB)", flush=True)
-    return timings
+    out = out_dir / nb.name
+    t0 = time.perf_counter()
+    print(f"[reproduce] {nb.name} (preset {p}) ...", flush=True)
+    try:
+        with PeakMemory() as memory:
+            pm.execute_notebook(str(nb), str(out), parameters=nb_params, cwd=str(NOTEBOOKS_DIR),
+                                progress_bar=False, kernel_name="python3", kernel_manager_class=_kernel_manager())
+    except pm.PapermillExecutionError as err:
+        print(f"[reproduce] FAILED in {nb.name}, {_failing_cell(out)}\n"
+              f"[reproduce] partial output kept at {out}", file=sys.stderr)
+        raise SystemExit(1) from err
+    seconds = time.perf_counter() - t0
+    print(f"[reproduce] {nb.name} done in {seconds:.0f}s (peak memory {memory.peak_gb:.1f} GB)", flush=True)
+    return dict(notebook=nb.stem, seconds=round(seconds, 1), peak_memory_gb=round(memory.peak_gb, 2))
 
 
 def _selected(analysis_only: bool, only) -> list[Path]:
@@ -177,8 +217,13 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
     if data_root is not None:
         params["data_root"] = str(Path(data_root).resolve())
     total = time.perf_counter()
+    # From a results file the notebooks only read it: they run as many at a time as there are job slots.
+    at_once = 1
+    if results is not None:
+        from .runner import default_jobs
+        at_once = jobs or default_jobs()
     with _reading_results(results):
-        timings = _execute(nbs, p, params, out_dir, analysis_only, jobs)
+        timings = _execute(nbs, p, params, out_dir, analysis_only, jobs, at_once)
     total = time.perf_counter() - total
     _write_timings(timings, out_dir / "timings.csv")
     print(f"[reproduce] all notebooks done in {total:.0f}s; figures in {figures_dir}; "
