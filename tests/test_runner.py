@@ -139,8 +139,21 @@ def test_a_jobs_work_is_its_images_over_all_epochs():
 
 
 def test_zoo_tasks_lists_what_is_trained_only_when_asked(tmp_path):
+    import torch
+    from univenc.catalogue import ZOO_BY_NAME
+    from univenc.presets import get_preset
+    from univenc.zoo import sweep_per_class, train_images
     done = Task("fac_cifar10", "epochs x3", "twin_a")
-    done.checkpoint("smoke", tmp_path).parent.mkdir(parents=True)
-    done.checkpoint("smoke", tmp_path).write_bytes(b"")
+    spec, p = ZOO_BY_NAME["fac_cifar10"], get_preset("smoke")
+    done.checkpoint(p, tmp_path).parent.mkdir(parents=True)
+
+    def fake_checkpoint(**change):  # what a trained network's final.pt says of its recipe
+        config = {"train": {**dataclasses.asdict(done.config(p)), **change}, "model": {"width": p.width},
+                  "train_images": train_images(spec, p, sweep_per_class(spec, p))}
+        torch.save({"config": config}, done.checkpoint(p, tmp_path))
+    fake_checkpoint()
     assert done not in zoo_tasks("smoke", tmp_path) and done in zoo_tasks("smoke", tmp_path, missing_only=False)
+    fake_checkpoint(epochs=1)  # trained with another recipe: to train again
+    assert done in zoo_tasks("smoke", tmp_path)
+    fake_checkpoint()
     assert len(zoo_tasks("smoke", tmp_path, missing_only=False)) == len(zoo_tasks("smoke", tmp_path)) + 1

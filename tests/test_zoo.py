@@ -206,3 +206,29 @@ def test_a_dry_run_keeps_the_preset_and_stops_after_its_steps():
             get_preset(bad)
     with pytest.raises(PresetError, match="a dry run already"):
         dry_run(dry, 3)
+
+
+def test_a_network_trained_with_another_recipe_is_set_aside_and_trained_again(tmp_path, capsys):
+    from univenc.runner import Task, zoo_tasks
+    (tmp_path / "cifar-10-batches-py").symlink_to(data_root() / "cifar-10-batches-py")  # real data, own zoo
+    old = replace(PRESETS["smoke"], epochs=1)
+    Z.train_zoo(old, only=["vgg_k3_cifar10"], root=tmp_path, progress=False)
+    path = Z.checkpoint_path("vgg_k3_cifar10", "smoke", tmp_path)
+    first = load_checkpoint(path)
+    assert Task("vgg_k3_cifar10").trained(old, tmp_path) and not Task("vgg_k3_cifar10").trained("smoke", tmp_path)
+    spec = C.ZOO_BY_NAME["vgg_k3_cifar10"]
+    assert Z.recipe_change(path, Z.train_config(spec, "smoke"), 400, 0.0625) == "epochs 1 -> 2"
+    assert Z.recipe_change(path, Z.train_config(spec, old), 400, 0.0625) is None
+    assert Z.recipe_change(path, Z.train_config(spec, old), 800, 0.0625) == "training images 400 -> 800"
+    assert [t.name for t in zoo_tasks("smoke", tmp_path, only=["vgg_k3_cifar10"])] == ["vgg_k3_cifar10"]
+    wider = replace(old, width=0.125)  # the same recipe at another width
+    assert Z.recipe_change(path, Z.train_config(spec, wider), 400, 0.125) == "width 0.0625 -> 0.125"
+
+    Z.train_zoo("smoke", only=["vgg_k3_cifar10"], root=tmp_path, progress=False)
+    assert "trains again" in capsys.readouterr().out
+    assert load_checkpoint(path)["config"]["train"]["epochs"] == 2 and Task("vgg_k3_cifar10").trained("smoke", tmp_path)
+    kept = list(path.parent.glob("stale/*/final.pt"))  # nothing is lost: the old network is kept beside it
+    assert len(kept) == 1 and torch.equal(load_checkpoint(kept[0])["state_dict"]["features.0.0.weight"],
+                                          first["state_dict"]["features.0.0.weight"])
+    assert "epochs 1 -> 2" in (kept[0].parent / "why.txt").read_text()
+    assert zoo_tasks("smoke", tmp_path, only=["vgg_k3_cifar10"]) == []

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from .catalogue import ABLATION_NETS, ABLATIONS, ZOO, ZOO_BY_NAME
 from .data import REPO_ROOT, data_root
 from .presets import get_preset
-from .zoo import (ablation_checkpoint, ablation_config, available, checkpoint_path, sweep_per_class, train_ablation,
-                  train_ablations, train_config, train_images, train_zoo)
+from .zoo import (ablation_checkpoint, ablation_config, available, checkpoint_path, is_trained, sweep_per_class,
+                  train_ablation, train_ablations, train_config, train_images, train_zoo)
 
 __all__ = ["JobOptions", "Task", "zoo_tasks", "run_zoo", "run_tasks", "train_task", "train_tasks", "default_jobs",
            "ZooJobsFailed", "longest_first", "estimated_seconds"]
@@ -90,6 +90,14 @@ class Task:
             return checkpoint_path(self.name, p, root)
         return ablation_checkpoint(_ablation(self.setting), self.role, p, root)
 
+    def trained(self, preset, root=None) -> bool:
+        """Whether its final checkpoint exists and was trained with today's recipe (:func:`univenc.zoo.is_trained`;
+        one trained with another recipe is set aside and trained again)."""
+        spec, p = ZOO_BY_NAME[self.name], self.preset_of(preset)
+        if self.setting is None:
+            return is_trained(spec, p, root)
+        return is_trained(spec, p, root, sweep_per_class(spec, p), self.config(p), self.checkpoint(p, root))
+
     def config(self, preset):
         """Its training recipe (:class:`univenc.training.TrainConfig`)."""
         spec, p = ZOO_BY_NAME[self.name], self.preset_of(preset)
@@ -118,7 +126,7 @@ def zoo_tasks(preset, root=None, only=None, ablations: bool = True, missing_only
     seen, out = set(), []
     for t in tasks:
         path = t.checkpoint(p, root)
-        if path not in seen and not (missing_only and path.exists()):
+        if path not in seen and not (missing_only and t.trained(p, root)):
             seen.add(path)
             out.append(t)
     return out
@@ -150,7 +158,7 @@ def train_tasks(tasks: list[Task], preset, root=None, threads: int | None = None
     p = get_preset(preset)
     rows = []
     for task in tasks:
-        if task.checkpoint(p, root).exists():
+        if task.trained(p, root):
             continue
         if status_file is not None:
             atomic_write(status_file, lambda tmp: Path(tmp).write_text(task.label))

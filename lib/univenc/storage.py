@@ -44,10 +44,11 @@ def save_json(obj, path) -> Path:
     return atomic_write(path, write)
 
 
-def load_checkpoint(path) -> dict:
-    """``torch.load`` with a clear error for a corrupt or truncated file."""
+def load_checkpoint(path, mmap: bool = False) -> dict:
+    """``torch.load`` with a clear error for a corrupt or truncated file. ``mmap``: tensors are mapped, not read
+    (to look at a large checkpoint's config)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
     except FileNotFoundError:
         raise
     except Exception as err:

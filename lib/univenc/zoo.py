@@ -22,7 +22,7 @@ from .presets import Preset, get_preset
 from .storage import exclusive_lock, load_checkpoint
 from .training import TrainConfig, train
 
-__all__ = ["build_model", "train_config", "train_images", "load_task_for", "train_zoo", "load_net", "checkpoint_path",
+__all__ = ["build_model", "train_config", "train_images", "recipe_change", "is_trained", "load_task_for", "train_zoo", "load_net", "checkpoint_path",
            "zoo_dir", "zoo_checkpoints", "available", "zoo_table", "ablation_config", "ablation_checkpoint",
            "sweep_per_class", "train_ablation", "train_ablations"]
 
@@ -121,6 +121,57 @@ def _task_for(spec: NetSpec, p: Preset, per_class=None) -> Task:
     return replace(spec.task, per_class=per_class)
 
 
+# What makes two trainings the same network: the fields of TrainConfig that change the weights. Evaluation,
+# checkpoints kept, precision and device do not (bfloat16 was measured to change nothing measurable).
+RECIPE_FIELDS = ("epochs", "lr", "lr_step", "schedule", "optimizer", "momentum", "weight_decay", "batch_size", "augment",
+                 "seed", "max_steps")
+
+
+def recipe_change(path: Path, cfg: TrainConfig, images: int, width: float | None) -> str | None:
+    """How the network trained at ``path`` differs from recipe ``cfg`` on ``images`` training images at channel
+    multiplier ``width`` (None: the architecture's own), as "field old -> new" items, or None when it does not."""
+    config = load_checkpoint(path, mmap=True)["config"]
+    old, defaults = config.get("train", {}), TrainConfig()
+    changes = [f"{f} {old.get(f, getattr(defaults, f))!r} -> {getattr(cfg, f)!r}" for f in RECIPE_FIELDS
+               if old.get(f, getattr(defaults, f)) != getattr(cfg, f)]
+    if config.get("train_images", images) != images:
+        changes.append(f"training images {config['train_images']} -> {images}")
+    old_width = config.get("model", {}).get("width", width)
+    if width is not None and old_width != width:
+        changes.append(f"width {old_width} -> {width}")
+    return ", ".join(changes) or None
+
+
+def _set_aside(path: Path, change: str) -> Path:
+    """Move the files of a network trained with an older recipe into ``<its folder>/stale/<time>/`` (nothing is
+    deleted), so that it trains again from scratch. Returns that folder."""
+    folder = path.parent / "stale" / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in [*path.parent.glob("*.pt"), path.parent / "log.csv"]:
+        if f.exists():
+            f.rename(folder / f.name)
+    (folder / "why.txt").write_text(f"recipe changed: {change}\n")
+    print(f"[univenc] {path.parent.name}: trained with another recipe ({change}); its files are kept in {folder}, "
+          f"and it trains again")
+    return folder
+
+
+def _width(spec: NetSpec, p: Preset) -> float | None:
+    return p.width if spec.arch in ("vgg", "factorized") else None
+
+
+def is_trained(spec: NetSpec, preset, root=None, per_class=None, cfg: TrainConfig | None = None,
+               path: Path | None = None) -> bool:
+    """Whether ``spec``'s final checkpoint exists and was trained with today's recipe at the preset (a zoo
+    network; or with ``cfg`` on ``per_class`` images per class at ``path``, a network of the sweep)."""
+    p = get_preset(preset)
+    path = path or checkpoint_path(spec.name, p, root)
+    if not path.exists():
+        return False
+    cfg = cfg or train_config(spec, p)
+    return recipe_change(path, cfg, train_images(spec, p, per_class), _width(spec, p)) is None
+
+
 def load_task_for(spec: NetSpec, preset, root=None, per_class=None):
     p = get_preset(preset)
     data = load_task(_task_for(spec, p, per_class), root)
@@ -157,8 +208,11 @@ def train_zoo(preset="auto", only=None, root=None, progress: bool = True) -> pd.
 
 def _train_zoo_network(spec, p, path, root, progress) -> dict:
     if path.exists():
-        log = load_checkpoint(path)["log"][-1]
-        return {"status": "exists", "seconds": 0.0, "train_acc": log["train_acc"], "test_acc": log["test_acc"]}
+        change = recipe_change(path, train_config(spec, p), train_images(spec, p), _width(spec, p))
+        if change is None:
+            log = load_checkpoint(path)["log"][-1]
+            return {"status": "exists", "seconds": 0.0, "train_acc": log["train_acc"], "test_acc": log["test_acc"]}
+        _set_aside(path, change)
     t0 = time.perf_counter()
     if spec.task.dataset == "imagenet":
         ckpt = _train_image_folder(spec, p, path.parent, root, progress)
@@ -255,7 +309,8 @@ def train_ablation(ab: Ablation, role: str, preset, root=None, progress: bool = 
     p = get_preset(preset)
     name = ABLATION_NETS[role]
     spec, path = ZOO_BY_NAME[name], ablation_checkpoint(ab, role, p, root)
-    if path.exists():
+    cfg, per_class = ablation_config(ab, spec, p), sweep_per_class(spec, p)
+    if is_trained(spec, p, root, per_class, cfg, path):
         return {"status": "exists", "seconds": 0.0}
     if not available(spec, root):
         return {"status": f"skipped: dataset '{spec.task.dataset}' is not in {data_root(root)}"}
@@ -263,10 +318,12 @@ def train_ablation(ab: Ablation, role: str, preset, root=None, progress: bool = 
         if not mine:
             return {"status": "skipped: another runner is training it"}
         if path.exists():
-            return {"status": "exists", "seconds": 0.0}
+            change = recipe_change(path, cfg, train_images(spec, p, per_class), _width(spec, p))
+            if change is None:
+                return {"status": "exists", "seconds": 0.0}
+            _set_aside(path, change)
         t0 = time.perf_counter()
-        _train_in_memory(spec, p, ablation_config(ab, spec, p), path.parent, root, progress,
-                         sweep_per_class(spec, p), f"{name} ({ab.name})")
+        _train_in_memory(spec, p, cfg, path.parent, root, progress, per_class, f"{name} ({ab.name})")
         return {"status": "trained", "seconds": time.perf_counter() - t0}
 
 
