@@ -239,6 +239,17 @@ def test_timm_registry():
     assert f.config["factorized"] and f(torch.randn(1, 3, 32, 32)).shape == (1, 3)
 
 
+def test_timm_is_imported_only_when_used_and_then_knows_the_vggs():
+    import subprocess
+    import sys
+    code = ("import sys, univenc.models, univenc.experiments, univenc.claims\n"
+            "assert 'timm' not in sys.modules and 'torchvision' not in sys.modules, 'imported eagerly'\n"
+            "import timm\n"
+            "print(type(timm.create_model('univenc_vgg11_factorized', num_classes=3, width=0.125)).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "VGG", out.stderr[-2000:]
+
+
 def test_kaiming_init_keeps_the_signal_without_batchnorm():
     x = torch.randn(16, 3, 32, 32)
     torch.manual_seed(0)

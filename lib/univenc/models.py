@@ -5,7 +5,10 @@ Both are registered with timm: ``timm.create_model("univenc_vgg11", num_classes=
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import re
+import sys
 import weakref
 from pathlib import Path
 
@@ -444,4 +447,28 @@ def _register_with_timm():
         return VGG(factorized=True, **kwargs)
 
 
-_register_with_timm()
+
+class _RegisterWhenTimmLoads(importlib.abc.MetaPathFinder):
+    """Registers univenc's VGGs with timm right after ``import timm``, wherever it happens. Importing timm here would
+    cost every process that imports univenc about 2.5 s (timm imports torchvision, which imports torch._dynamo),
+    most of which never create a timm model."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "timm":
+            return None
+        sys.meta_path.remove(self)  # one shot: find timm's own spec through the other finders
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            exec_module = spec.loader.exec_module
+
+            def exec_then_register(module):
+                exec_module(module)
+                _register_with_timm()
+            spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "timm" in sys.modules:
+    _register_with_timm()
+elif not any(isinstance(f, _RegisterWhenTimmLoads) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenTimmLoads())
