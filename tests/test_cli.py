@@ -78,13 +78,14 @@ def test_spatial_of_a_torchvision_resnet18_without_download(capsys, tmp_path):
     assert (tmp_path / "spatial.csv").exists() and (tmp_path / "spatial_eigenvectors.png").exists()
 
 
-def test_help_of_every_subcommand():
-    exe = Path(sys.executable).parent / "univenc"  # the console script of [project.scripts]
-    for cmd in ("spatial", "compare", "trajectory"):
-        out = subprocess.run([str(exe), cmd, "--help"], capture_output=True, text=True)
-        assert out.returncode == 0 and "usage: univenc " + cmd in out.stdout
+def test_help_of_every_subcommand(capsys):
+    exe = Path(sys.executable).parent / "univenc"  # the console script of [project.scripts], once
     out = subprocess.run([str(exe), "zoo", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--jobs" in out.stdout
+    for cmd in ("spatial", "compare", "trajectory", "init"):  # the same entry point, in this process
+        with pytest.raises(SystemExit) as done:
+            main([cmd, "--help"])
+        assert done.value.code == 0 and "usage: univenc " + cmd in capsys.readouterr().out
 
 
 @needs("cifar10")

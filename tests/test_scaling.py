@@ -17,7 +17,7 @@ def test_the_points_are_variants_of_the_preset_and_reuse_its_own_point():
     n5000 = get_preset("cpu-n5000")  # random-label networks train on their partners' images
     assert n5000.per_class == n5000.random_per_class == 5000 and n5000.max_train_images == 50000
     assert {r["per_class"] for r in n5000.random_label_recipes.values()} == {5000}
-    assert {t.preset for t in scaling.scale_tasks("smoke")} == {"smoke-n20", "smoke", "smoke-w0.125"}
+    assert {t.preset for t in scaling.scale_tasks("smoke")} == {"smoke-n20", "smoke", "smoke-w0.09375"}
 
 
 def _table(values, spreads, direction=">=", threshold=0.5, per_class=(250, 1000, 5000)):

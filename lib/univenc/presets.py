@@ -77,7 +77,7 @@ PRESETS = {
                     max_train_images=400,
                     max_test_images=500, checkpoint_epochs=(1,), analysis_images=256, n_draws=2, null_seeds=2,
                     fig1b_init="kaiming_relu", ablation_per_class=20,
-                    scale_per_class_factorized=(20, 40), scale_per_class_standard=(20, 40), scale_widths=(0.125,),
+                    scale_per_class_factorized=(20, 40), scale_per_class_standard=(20, 40), scale_widths=(0.09375,),
                     scale_width_per_class=40,
                     random_label_recipes={
                         "random_fig1b": dict(per_class=40, epochs=20, lr=0.005, schedule="onecycle", eval_every=10),
