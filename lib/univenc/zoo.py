@@ -22,9 +22,9 @@ from .presets import Preset, get_preset
 from .storage import exclusive_lock, load_checkpoint
 from .training import TrainConfig, train
 
-__all__ = ["build_model", "train_config", "train_images", "recipe_change", "is_trained", "load_task_for", "train_zoo", "load_net", "checkpoint_path",
-           "zoo_dir", "zoo_checkpoints", "available", "zoo_table", "ablation_config", "ablation_checkpoint",
-           "sweep_per_class", "train_ablation", "train_ablations"]
+__all__ = ["build_model", "train_config", "train_images", "recipe_change", "is_trained", "load_task_for", "train_zoo",
+           "load_net", "checkpoint_path", "zoo_dir", "zoo_checkpoints", "available", "zoo_table", "ablation_config",
+           "ablation_checkpoint", "sweep_per_class", "train_ablation", "train_ablations"]
 
 
 def zoo_dir(preset, root=None) -> Path:
@@ -123,8 +123,8 @@ def _task_for(spec: NetSpec, p: Preset, per_class=None) -> Task:
 
 # What makes two trainings the same network: the fields of TrainConfig that change the weights. Evaluation,
 # checkpoints kept, precision and device do not (bfloat16 was measured to change nothing measurable).
-RECIPE_FIELDS = ("epochs", "lr", "lr_step", "schedule", "optimizer", "momentum", "weight_decay", "batch_size", "augment",
-                 "seed", "max_steps")
+RECIPE_FIELDS = ("epochs", "lr", "lr_step", "schedule", "optimizer", "momentum", "weight_decay", "batch_size",
+                 "augment", "seed", "max_steps")
 
 
 def recipe_change(path: Path, cfg: TrainConfig, images: int, width: float | None) -> str | None:
