@@ -13,12 +13,11 @@ MAX_STEPS ?=
 
 .PHONY: env reproduce scaling figures test lab data clean-runs
 
-# The environment is (re)built when pyproject.toml changes; versions are pinned there. --no-compile: modules are
-# byte-compiled when first imported, not all at install (a fresh install took 89 s instead of 127-150 s).
+# The environment is (re)built when pyproject.toml changes; versions are pinned there.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile -e ".[test]"
+	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
 env: $(VENV)/.installed
