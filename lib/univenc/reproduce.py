@@ -51,20 +51,24 @@ def _failing_cell(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _reading_results(results):
-    """While the notebooks run, their kernels (which inherit the environment) read from ``results``."""
-    if results is None:
-        yield
-        return
-    before = os.environ.get(RESULTS_ENV)
-    os.environ[RESULTS_ENV] = str(Path(results).resolve())
+def _environment(values: dict):
+    """Set the environment variables ``values`` for the block (kernels started in it inherit them), then restore
+    what was there."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(RESULTS_ENV, None)
-        else:
-            os.environ[RESULTS_ENV] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _reading_results(results):
+    """While the notebooks run, their kernels (which inherit the environment) read from ``results``."""
+    return _environment({} if results is None else {RESULTS_ENV: str(Path(results).resolve())})
 
 
 class ReproduceError(ValueError):
@@ -140,20 +144,9 @@ def _execute(nbs, p, params, out_dir, analysis_only, jobs, at_once: int = 1) -> 
     return done
 
 
-@contextlib.contextmanager
 def _one_thread_each():
     """Kernels started inside run torch (and BLAS) on one thread: several of them share the cores."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-    before = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for n, v in before.items():
-            if v is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = v
+    return _environment({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 
 def _execute_one(nb: Path, p: str, nb_params: dict, out_dir: Path) -> dict:

@@ -156,8 +156,11 @@ def _set_aside(path: Path, change: str) -> Path:
     return folder
 
 
-def _width(spec: NetSpec, p: Preset) -> float | None:
-    return p.width if spec.arch in ("vgg", "factorized") else None
+def _spec_change(spec: NetSpec, p: Preset, path: Path, cfg: TrainConfig, per_class=None) -> str | None:
+    """:func:`recipe_change` of network ``spec`` of preset ``p``, trained at ``path``, against recipe ``cfg`` on
+    ``per_class`` images per class (None: the zoo's), at the preset's width for the VGGs."""
+    width = p.width if spec.arch in ("vgg", "factorized") else None
+    return recipe_change(path, cfg, train_images(spec, p, per_class), width)
 
 
 def is_trained(spec: NetSpec, preset, root=None, per_class=None, cfg: TrainConfig | None = None,
@@ -166,10 +169,7 @@ def is_trained(spec: NetSpec, preset, root=None, per_class=None, cfg: TrainConfi
     network; or with ``cfg`` on ``per_class`` images per class at ``path``, a network of the sweep)."""
     p = get_preset(preset)
     path = path or checkpoint_path(spec.name, p, root)
-    if not path.exists():
-        return False
-    cfg = cfg or train_config(spec, p)
-    return recipe_change(path, cfg, train_images(spec, p, per_class), _width(spec, p)) is None
+    return path.exists() and _spec_change(spec, p, path, cfg or train_config(spec, p), per_class) is None
 
 
 def load_task_for(spec: NetSpec, preset, root=None, per_class=None):
@@ -208,7 +208,7 @@ def train_zoo(preset="auto", only=None, root=None, progress: bool = True) -> pd.
 
 def _train_zoo_network(spec, p, path, root, progress) -> dict:
     if path.exists():
-        change = recipe_change(path, train_config(spec, p), train_images(spec, p), _width(spec, p))
+        change = _spec_change(spec, p, path, train_config(spec, p))
         if change is None:
             log = load_checkpoint(path)["log"][-1]
             return {"status": "exists", "seconds": 0.0, "train_acc": log["train_acc"], "test_acc": log["test_acc"]}
@@ -318,7 +318,7 @@ def train_ablation(ab: Ablation, role: str, preset, root=None, progress: bool = 
         if not mine:
             return {"status": "skipped: another runner is training it"}
         if path.exists():
-            change = recipe_change(path, cfg, train_images(spec, p, per_class), _width(spec, p))
+            change = _spec_change(spec, p, path, cfg, per_class)
             if change is None:
                 return {"status": "exists", "seconds": 0.0}
             _set_aside(path, change)
