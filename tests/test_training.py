@@ -111,6 +111,33 @@ def test_non_finite_loss_stops_training():
         train(m, tiny_data(), TrainConfig(epochs=2, batch_size=16), progress=False)
 
 
+def test_weights_that_become_non_finite_under_a_finite_loss_stop_training(tmp_path):
+    """A wrong gradient on taps that see only padding never reaches the loss: the weights themselves are checked,
+    before the epoch's checkpoint is written."""
+    m = tiny_model()
+    m.features[0][0].weight.register_hook(lambda g: torch.full_like(g, float("nan")))  # as a wrong gradient would
+    with pytest.raises(FloatingPointError, match=r"features\.0\.0\.weight became NaN or inf at epoch 1"):
+        train(m, tiny_data(n=16), TrainConfig(epochs=2, batch_size=16), tmp_path, progress=False)
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_bf16_weight_gradient_is_zero_on_taps_that_see_only_padding():
+    """A 7x7 conv on 2x2 maps (the last layers of the k = 7 VGG-11): under CPU bfloat16 autocast, oneDNN's weight
+    gradient put values up to 1e3 on the 40 taps that never see the input, whose true gradient is 0."""
+    from univenc.models import Conv2d
+    torch.manual_seed(0)
+    conv = Conv2d(128, 128, 7, padding=3, bias=False).to(memory_format=torch.channels_last)
+    x = torch.randn(128, 128, 2, 2).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    y.float().sum().backward()
+    padding_only = torch.ones(7, 7, dtype=torch.bool)
+    padding_only[2:5, 2:5] = False  # offsets -1..1 reach the 2x2 map
+    assert conv.weight.grad[:, :, padding_only].abs().max() == 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # where every tap sees the map, the block stays bfloat16
+        assert conv(torch.randn(2, 128, 8, 8)).dtype == torch.bfloat16
+
+
 def test_epoch_0_holds_the_initial_weights_and_final_holds_the_fitted_accuracy(tmp_path):
     init = tiny_model().state_dict()
     data = tiny_data()

@@ -41,11 +41,25 @@ def canonical_spatial_filters(path=None) -> torch.Tensor:
         return torch.as_tensor(f["filters"][:5], dtype=torch.float32)
 
 
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` that runs in float32 under CPU autocast where some of its taps see only padding (kernel
+    radius >= the input map's side). There, oneDNN's bfloat16 weight gradient is wrong: measured with PyTorch
+    2.14.1 on 2x2 maps, 7x7 kernels and 128 channels, it put values up to 1e3 on the taps whose true gradient is 0,
+    and a VGG-11 with k = 7 ended with weights of 1e37 and NaN in its last two layers. Those layers are tiny."""
+
+    def forward(self, x):
+        k = max(self.kernel_size)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and k // 2 >= min(x.shape[-2:]):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class ConvBlock(nn.Sequential):
     """Conv (no bias, "same" padding) -> ReLU -> BatchNorm(affine=False); BatchNorm is optional."""
 
     def __init__(self, cin: int, cout: int, k: int, batchnorm: bool = True):
-        layers = [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.ReLU(inplace=True)]
+        layers = [Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.ReLU(inplace=True)]
         if batchnorm:
             layers.append(nn.BatchNorm2d(cout, affine=False))
         super().__init__(*layers)

@@ -276,6 +276,10 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         loss_sum, correct = loss_sum.item(), correct.item()
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"training loss became {loss_sum} at epoch {epoch + 1}: lower the lr")
+        not_finite = [name for name, q in model.named_parameters() if not torch.isfinite(q).all()]
+        if not_finite:  # a finite loss does not prove finite weights: taps that see only padding never reach it
+            raise FloatingPointError(f"weights of {', '.join(not_finite[:3])} became NaN or inf at epoch {epoch + 1}, "
+                                     f"with a finite loss: a wrong gradient (another precision may avoid it)")
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == last:
             test_loss, test_acc = evaluate(model, eval_batches())
         else:
