@@ -52,3 +52,21 @@ def test_claim_12_counts_3x3_layers_whose_map_is_larger_than_k(monkeypatch, low,
 def test_claim_12_without_networks_is_not_tested(monkeypatch):
     monkeypatch.setattr(ex, "canonical_scores", lambda *a, **k: pd.DataFrame())
     assert C.claim_12_resnet_spatial(_context(pd.DataFrame())).passed is None
+
+
+def test_random_label_networks_below_the_fit_are_named_and_true_label_networks_never():
+    zoo = pd.DataFrame(dict(name=["t", "ra", "rb", "rc", "rn"], labels=["true", "random a", "random b", "random a",
+                                                                        "random a"],
+                            train_acc=[0.3, 0.95, 0.5, C.RANDOM_LABEL_FIT, float("nan")]))
+    assert C.not_fitted(zoo) == ["rb", "rn"]  # a fit that was never measured is not a fit
+    assert C.not_fitted(zoo.drop(columns="train_acc")) == []
+
+
+def test_the_claims_report_names_unfitted_and_unmoved_networks_as_caveats(tmp_path):
+    row = C.Claim(7, "c", "s", "crit", "0.1", "0", False, "CIFAR-10", "smoke", networks=["a", "r"],
+                  moved_little=["a"], not_fitted=["r"])
+    clean = C.Claim(8, "c", "s", "crit", "0.1", "0", True, "CIFAR-10", "smoke")
+    _, md = C.write_claims([row, clean], tmp_path)
+    lines = md.read_text().splitlines()
+    assert "moved little: a; random labels not fitted: r" in next(x for x in lines if x.startswith("| 7 |"))
+    assert "| none |" in next(x for x in lines if x.startswith("| 8 |"))

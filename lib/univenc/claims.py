@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 import numpy as np
+import pandas as pd
 from scipy.stats import spearmanr
 
 from . import experiments as ex
@@ -30,6 +31,7 @@ __all__ = ["Claim", "Context", "CLAIMS", "evaluate_claims", "write_claims", "nat
 MIN_SPATIAL_SCORE = 0.8       # matched |cos| of the top-5 spatial eigenvectors
 NULL_SIGMAS = 3.0             # a statistic must exceed its null mean by this many null standard deviations
 NATURAL = set(NATURAL_NETS)  # the factorized networks trained on natural images
+RANDOM_LABEL_FIT = 0.9        # a random-label network fits its labels at this train accuracy (eval, no augmentation)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Claim:
     numbers: dict = field(default_factory=dict)
     networks: list = field(default_factory=list)   # the zoo networks whose weights the statistic uses
     moved_little: list = field(default_factory=list)  # those of them that hardly left their init (univenc.travel)
+    not_fitted: list = field(default_factory=list)    # their random-label networks below RANDOM_LABEL_FIT
 
 
 def _numbers(value, threshold, direction=">=", null=np.nan, spread=np.nan) -> dict:
@@ -75,8 +78,22 @@ class Context:
         travel of its true-label networks."""
         return low_travel(ex.zoo_table(self.preset, self.root))
 
+    @cached_property
+    def not_fitted(self) -> list[str]:
+        """The zoo's random-label networks that did not fit their labels (:func:`not_fitted`)."""
+        return not_fitted(ex.zoo_table(self.preset, self.root))
+
     def not_tested(self, cid, claim, why, datasets=""):
         return Claim(cid, claim, "", "", f"not tested: {why}", "", None, datasets, self.preset.name)
+
+
+def not_fitted(zoo: pd.DataFrame, fit: float = RANDOM_LABEL_FIT) -> list[str]:
+    """The random-label networks of a zoo table (``zoo.csv``: name, labels, train_acc) whose train accuracy is
+    below ``fit``: the paper's random-label networks fit their labels, and one that does not is another object."""
+    if zoo.empty or "train_acc" not in zoo:
+        return []
+    random = zoo[zoo.labels.astype(str).str.startswith("random")]
+    return sorted(random[~(random.train_acc >= fit)].name)
 
 
 def _layers(layers) -> str:
@@ -582,6 +599,7 @@ def evaluate_claims(preset, root=None, only=None) -> list[Claim]:
         rows.extend(value if isinstance(value, list) else [value])
     for row in rows:
         row.moved_little = sorted(set(row.networks) & set(ctx.moved_little))
+        row.not_fitted = sorted(set(row.networks) & set(ctx.not_fitted))
     return rows
 
 
@@ -606,20 +624,28 @@ def write_claims(claims: list[Claim], out_dir, scaling=None) -> tuple:
              "scale is a finding.", "",
              f"Networks that hardly left their initialisation (mean weight travel below "
              f"{LOW_TRAVEL_FRACTION:g} x the median of the zoo's true-label networks, `univenc.travel`) are named "
-             "in the last column: a statistic of such a network says little about what training learns.", "",
+             "in the column \"caveats\", with the random-label networks that did not fit their labels (train "
+             f"accuracy below {RANDOM_LABEL_FIT:g}): a statistic of such a network says little about what training "
+             "learns.", "",
              "\"With scale\" is the trend of the claim's decided number from the smallest to the largest training "
              "budget of the scaling study (`make scaling`, notebook 11); \"projected\" its value at the paper's data "
              "scale from a line on log images, an extrapolation with its 95% interval.", "",
-             "| # | claim | statistic | criterion | measured | null | result | data | moved little | with scale | "
+             "| # | claim | statistic | criterion | measured | null | result | data | caveats | with scale | "
              "projected |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c, row in zip(claims, rows):
         res = "not tested" if c.passed is None else ("PASS" if c.passed else "FAIL")
         cells = [str(c.id), c.claim, c.statistic, c.criterion, c.value, c.null, res, c.datasets,
-                 ", ".join(c.moved_little) or "none", row["with_scale"], row["projected"]]
+                 _caveats(c), row["with_scale"], row["projected"]]
         lines.append("| " + " | ".join(x.replace("|", "/").replace("\n", " ") for x in cells) + " |")
     md = "\n".join(lines) + "\n"
     atomic_write(out_dir / "claims.md", lambda tmp: Path(tmp).write_text(md))
     return out_dir / "claims.json", out_dir / "claims.md"
+
+
+def _caveats(c: Claim) -> str:
+    parts = ([f"moved little: {', '.join(c.moved_little)}"] if c.moved_little else []) + (
+        [f"random labels not fitted: {', '.join(c.not_fitted)}"] if c.not_fitted else [])
+    return "; ".join(parts) or "none"
 
 
 def _with_scale(row: dict) -> str:

@@ -345,7 +345,7 @@ def plot_scaling(table, summary=None, base_width=None, title="Fig. 10: every cla
     """Fig. 10 (:func:`univenc.scaling.scaling_table`): one panel per claim, its decided number against the training
     images per class (log axis), one line per width (error bars: the claim's spread), the criterion (dashed; the
     shaded side passes) and the null (dotted). ``summary`` (:func:`univenc.scaling.scaling_summary`) titles each
-    panel with the trend."""
+    panel with the trend. A red ring marks a point whose random-label network did not fit its labels."""
     claims = list(dict.fromkeys(table.claim)) if len(table) else []
     if not claims:
         return empty_figure("nothing to show: no point of the scaling study is measured")
@@ -367,6 +367,11 @@ def plot_scaling(table, summary=None, base_width=None, title="Fig. 10: every cla
             ax.errorbar(g.per_class, g.value, yerr=g.spread.fillna(0), marker="o" if width == base_width else "s",
                         ms=4, capsize=2, lw=1.2 if width == base_width else 0, color=colors[width],
                         label=f"width {width:g}")
+        if "not_fitted" in rows_:
+            unfit = rows_[rows_.not_fitted.fillna("").astype(str) != ""]
+            if len(unfit):
+                ax.scatter(unfit.per_class, unfit.value, s=70, facecolors="none", edgecolors="tab:red", lw=1,
+                           label="random labels not fitted", zorder=3)
         last = rows_.iloc[-1]
         if np.isfinite(last.threshold):
             ax.axhline(last.threshold, color="k", ls="--", lw=0.8)

@@ -79,7 +79,8 @@ def train_scale_points(preset, root=None, options=None, progress: bool = True) -
 def scaling_table(preset, root=None) -> pd.DataFrame:
     """One row per (point, claim row): claim, preset (the point's), per_class, width, train_images (of the point's
     CIFAR-10 network), value, threshold, direction, null, spread (the claim's number, :class:`univenc.claims.Claim`),
-    passed, moved_little (networks that hardly left their init). Claims that cannot be measured at a point (a
+    passed, moved_little (networks that hardly left their init), not_fitted (random-label networks that did not fit
+    their labels). Claims that cannot be measured at a point (a
     network missing) have NaN numbers."""
     from .claims import evaluate_claims
     from .zoo import train_images
@@ -92,7 +93,8 @@ def scaling_table(preset, root=None) -> pd.DataFrame:
             numbers = {k: c.numbers.get(k, np.nan) for k in ("value", "threshold", "null", "spread")}
             rows.append(dict(claim=str(c.id), preset=point.preset, per_class=point.per_class, width=point.width,
                              train_images=images, **numbers, direction=c.numbers.get("direction", ">="),
-                             passed=c.passed, moved_little=", ".join(c.moved_little)))
+                             passed=c.passed, moved_little=", ".join(c.moved_little),
+                             not_fitted=", ".join(c.not_fitted)))
     return pd.DataFrame(rows)
 
 
