@@ -130,3 +130,68 @@ def test_record_without_flock_warns_and_still_writes(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="recording without a lock"):
         R.record(path, "smoke", "k", 1.0)
     assert R._read(path)["entries"] == {"k": 1.0}
+
+
+def test_a_recorded_value_is_reused_until_a_zoo_file_or_the_code_changes(tmp_path, monkeypatch):
+    import os
+
+    import univenc.results as R
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    monkeypatch.delenv(R.RECOMPUTE_ENV, raising=False)
+    net = tmp_path / "zoo" / "smoke" / "net"
+    net.mkdir(parents=True)
+    (net / "final.pt").write_bytes(b"weights")
+    CALLS.clear()
+    first = statistic("c", "smoke", tmp_path)
+    first["table"].loc[0, "x"] = -1.0  # the caller changes its copy
+    again = statistic("c", "smoke", tmp_path)
+    assert CALLS == ["c"]  # reused, not computed
+    assert again["table"].x.tolist() == [1.0, 2.0]  # and the store kept the computed value
+    (net / ".lock").write_text("")  # a lock file changes nothing
+    statistic("c", "smoke", tmp_path)
+    assert CALLS == ["c"]
+
+    (tmp_path / "zoo" / "cpu").mkdir()  # another preset's zoo plays no part
+    (tmp_path / "zoo" / "cpu" / "final.pt").write_bytes(b"x")
+    statistic("c", "smoke", tmp_path)
+    assert CALLS == ["c"]
+
+    os.utime(net / "final.pt", ns=(1, 1))  # the network trained again
+    statistic("c", "smoke", tmp_path)
+    assert CALLS == ["c"] * 2
+    (tmp_path / "zoo" / "smoke-n20").mkdir()  # a variant of the preset (a scaling point) trained a network
+    (tmp_path / "zoo" / "smoke-n20" / "final.pt").write_bytes(b"x")
+    statistic("c", "smoke", tmp_path)
+    assert CALLS == ["c"] * 3
+    statistic("c", "smoke", tmp_path)
+    assert CALLS == ["c"] * 3
+
+    monkeypatch.setattr(R, "_code_digest", lambda: "another version of the library")
+    statistic("c", "smoke", tmp_path)
+    assert CALLS == ["c"] * 4
+    monkeypatch.setenv(R.RECOMPUTE_ENV, "1")
+    statistic("c", "smoke", tmp_path)
+    assert CALLS == ["c"] * 5
+
+
+def test_an_entry_recorded_without_a_digest_is_computed_again_and_then_reused(tmp_path, monkeypatch):
+    import univenc.results as R
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    monkeypatch.delenv(R.RECOMPUTE_ENV, raising=False)
+    path = results_file("smoke", tmp_path)
+    path.parent.mkdir(parents=True)
+    R.record(path, "smoke", "statistic(name='d', scale=1.0)", {"old": True})  # as an older version wrote it
+    CALLS.clear()
+    assert "table" in statistic("d", "smoke", tmp_path)
+    assert "table" in statistic("d", "smoke", tmp_path)
+    assert CALLS == ["d"]
+
+
+def test_the_inputs_digest_follows_the_preset_settings(tmp_path):
+    import dataclasses
+
+    import univenc.results as R
+    from univenc.presets import PRESETS
+    changed = dataclasses.replace(PRESETS["smoke"], epochs=3)  # same name, another recipe
+    assert R.inputs_digest("smoke", tmp_path) == R.inputs_digest(PRESETS["smoke"], tmp_path)
+    assert R.inputs_digest(changed, tmp_path) != R.inputs_digest("smoke", tmp_path)

@@ -9,12 +9,20 @@ claims report from it. Large float64 arrays (cosine matrices) are kept in float3
 figures made from the file and from the checkpoints are the same. Any number of processes may record into one
 file at once (a notebook in JupyterLab while ``make figures`` runs, jobs on a cluster's shared disk): each write
 re-reads and merges under a lock (:func:`record`).
+
+A recorded value is also reused instead of computed again while nothing it may depend on has changed: each entry
+keeps a digest of its inputs (:func:`inputs_digest`: the library's source, the torch version, the preset's
+settings and every file of the preset's zoo and of its variants' zoos, by name, size and modification time). A
+notebook then reads what an earlier one computed (the claims of notebook 06 reuse the comparisons of 04 and 05);
+any retrained network or changed line of the library makes it compute again. ``UNIVENC_RECOMPUTE=1`` computes
+every value again.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import functools
+import hashlib
 import inspect
 import math
 import os
@@ -29,10 +37,11 @@ from .data import data_root
 from .presets import get_preset
 from .storage import LockUnavailable, file_lock, load_checkpoint, save_torch
 
-__all__ = ["RESULTS_ENV", "recorded", "record", "lookup", "results_file", "results_source", "MissingResultError",
-           "same_value"]
+__all__ = ["RESULTS_ENV", "RECOMPUTE_ENV", "recorded", "record", "lookup", "results_file", "results_source",
+           "inputs_digest", "MissingResultError", "same_value"]
 
 RESULTS_ENV = "UNIVENC_RESULTS"
+RECOMPUTE_ENV = "UNIVENC_RECOMPUTE"  # "1": compute every recorded value again, even where its inputs are unchanged
 _SKIPPED_ARGUMENTS = ("preset", "root", "progress", "batches")
 _loaded: dict = {}
 
@@ -53,6 +62,33 @@ def results_source() -> Path | None:
     """The results file to read from instead of computing (``$UNIVENC_RESULTS``), or None."""
     path = os.environ.get(RESULTS_ENV)
     return Path(path) if path else None
+
+
+@functools.cache
+def _code_digest() -> str:
+    """The library as loaded: its source files (read once per process) and the torch version."""
+    h = hashlib.sha256(torch.__version__.encode())
+    package = Path(__file__).parent
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".c")):
+        h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def inputs_digest(preset, root=None) -> str:
+    """What a recorded value of ``preset`` may depend on besides its arguments: the library's code, the preset's
+    settings, and the name, size and modification time of every file in the zoo of the preset and of its variants
+    (``zoo/<name>`` and ``zoo/<name>-*``: the scaling study's points). Retraining, resuming or moving any network
+    changes it."""
+    preset = get_preset(preset)
+    h = hashlib.sha256(f"{_code_digest()}\0{preset!r}".encode())
+    zoo = data_root(root) / "zoo"
+    dirs = sorted(zoo.glob(f"{preset.name}-*")) + [zoo / preset.name] if zoo.is_dir() else []
+    for d in dirs:
+        for path in sorted(d.rglob("*")) if d.is_dir() else ():
+            if path.is_file() and not path.name.startswith("."):  # lock files change nothing
+                st = path.stat()
+                h.update(f"{path.relative_to(zoo)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _compact(value):
@@ -133,30 +169,47 @@ def _lock_path(path: Path) -> Path:
 _warned_unlocked: set = set()
 
 
-def record(path: Path, preset_name: str, key: str, value):
-    """Store ``value`` under ``key`` in the results file ``path``, safe with any number of writers (processes,
+def record(path: Path, preset_name: str, key: str, value, inputs: str | None = None):
+    """Store ``value`` under ``key`` in the results file ``path``, with the digest ``inputs`` of what it was
+    computed from (:func:`inputs_digest`; None: not reusable), safe with any number of writers (processes,
     notebooks, jobs on a cluster's shared disk): the file is re-read, merged and written under an exclusive lock
-    beside it (``results.pt.lock``), so that an entry another writer has just added is never lost. A value equal
-    to the recorded one is not written (no lock taken). Where the file system has no working ``flock``, a
-    warning says so and the write goes ahead unlocked: concurrent writers may then lose each other's entries."""
-    if path.exists() and same_value(_read(path)["entries"].get(key, _MISSING), value):
+    beside it (``results.pt.lock``), so that an entry another writer has just added is never lost. A value and
+    digest equal to the recorded ones are not written (no lock taken). Where the file system has no working
+    ``flock``, a warning says so and the write goes ahead unlocked: concurrent writers may then lose each other's
+    entries."""
+    if path.exists() and _unchanged(_read(path), key, value, inputs):
         return
     try:
         with file_lock(_lock_path(path)):
-            _merge(path, preset_name, key, value)
+            _merge(path, preset_name, key, value, inputs)
     except LockUnavailable as err:
         if path not in _warned_unlocked:
             _warned_unlocked.add(path)
             warnings.warn(f"univenc.results: {err}; recording without a lock, so writers running at the same time "
                           f"may lose each other's entries (run them one after another on this disk)")
-        _merge(path, preset_name, key, value)
+        _merge(path, preset_name, key, value, inputs)
 
 
-def _merge(path: Path, preset_name: str, key: str, value):
+def _unchanged(store: dict, key: str, value, inputs) -> bool:
+    return store.get("inputs", {}).get(key) == inputs and same_value(store["entries"].get(key, _MISSING), value)
+
+
+def _merge(path: Path, preset_name: str, key: str, value, inputs):
     store = _read(path) if path.exists() else {"preset": preset_name, "entries": {}}
-    if not same_value(store["entries"].get(key, _MISSING), value):
+    if not _unchanged(store, key, value, inputs):
         store["entries"][key] = copy.deepcopy(value)  # the caller may change its value; the store must not
+        store.setdefault("inputs", {})[key] = inputs
         _write(store, path)
+
+
+def _reusable(path: Path, key: str, inputs: str):
+    """The value recorded under ``key`` from the same inputs, or ``_MISSING``."""
+    if os.environ.get(RECOMPUTE_ENV, "") not in ("", "0") or not path.exists():
+        return _MISSING
+    store = _read(path)
+    if store.get("inputs", {}).get(key) != inputs:
+        return _MISSING
+    return copy.deepcopy(store["entries"].get(key, _MISSING))  # the caller may change it; the store must not
 
 
 def _key(fn, bound) -> str:
@@ -165,8 +218,9 @@ def _key(fn, bound) -> str:
 
 
 def recorded(fn):
-    """Record ``fn``'s value in the preset's results file, or read it from ``$UNIVENC_RESULTS``.
-    ``fn`` takes ``preset`` (and optionally ``root``) among its arguments."""
+    """Record ``fn``'s value in the preset's results file, or read it from ``$UNIVENC_RESULTS``; reuse the
+    recorded value where its inputs are unchanged (:func:`inputs_digest`). ``fn`` takes ``preset`` (and
+    optionally ``root``) among its arguments."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -184,8 +238,12 @@ def recorded(fn):
                 raise MissingResultError(f"{key} is not in the results file {source}: rerun the analysis where the "
                                          f"checkpoints are (make figures PRESET={preset.name}) to record it")
             return store["entries"][key]
-        value = _compact(fn(*args, **kwargs))
-        record(results_file(preset, bound.arguments.get("root")), preset.name, key, value)
+        root = bound.arguments.get("root")
+        path, inputs = results_file(preset, root), inputs_digest(preset, root)
+        value = _reusable(path, key, inputs)
+        if value is _MISSING:
+            value = _compact(fn(*args, **kwargs))
+            record(path, preset.name, key, value, inputs)
         return value
     return wrapper
 
