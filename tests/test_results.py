@@ -19,6 +19,12 @@ def statistic(name, preset, root=None, scale: float = 1.0):
     return {"table": pd.DataFrame({"x": [1.0, 2.0]}) * scale, "cosines": np.eye(64), "small": np.eye(3)}
 
 
+@recorded(variants=True)
+def across_points(name, preset, root=None):
+    CALLS.append(f"points {name}")
+    return name
+
+
 def test_recorded_then_read_back_without_computing(tmp_path, monkeypatch):
     monkeypatch.delenv(RESULTS_ENV, raising=False)
     CALLS.clear()
@@ -159,19 +165,20 @@ def test_a_recorded_value_is_reused_until_a_zoo_file_or_the_code_changes(tmp_pat
     os.utime(net / "final.pt", ns=(1, 1))  # the network trained again
     statistic("c", "smoke", tmp_path)
     assert CALLS == ["c"] * 2
-    (tmp_path / "zoo" / "smoke-n20").mkdir()  # a variant of the preset (a scaling point) trained a network
+    across_points("c", "smoke", tmp_path)
+    assert CALLS == ["c"] * 2 + ["points c"]
+    (tmp_path / "zoo" / "smoke-n20").mkdir()  # a variant of the preset (a scaling point) trained a network:
     (tmp_path / "zoo" / "smoke-n20" / "final.pt").write_bytes(b"x")
-    statistic("c", "smoke", tmp_path)
-    assert CALLS == ["c"] * 3
-    statistic("c", "smoke", tmp_path)
-    assert CALLS == ["c"] * 3
+    statistic("c", "smoke", tmp_path)  # nothing to a function of the preset's own zoo,
+    across_points("c", "smoke", tmp_path)  # but one that reads its variants' computes again
+    assert CALLS == ["c"] * 2 + ["points c"] * 2
 
     monkeypatch.setattr(R, "_code_digest", lambda: "another version of the library")
     statistic("c", "smoke", tmp_path)
-    assert CALLS == ["c"] * 4
+    assert CALLS == ["c"] * 2 + ["points c"] * 2 + ["c"]
     monkeypatch.setenv(R.RECOMPUTE_ENV, "1")
     statistic("c", "smoke", tmp_path)
-    assert CALLS == ["c"] * 5
+    assert CALLS[-2:] == ["c", "c"] and len(CALLS) == 6
 
 
 def test_an_entry_recorded_without_a_digest_is_computed_again_and_then_reused(tmp_path, monkeypatch):

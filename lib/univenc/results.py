@@ -12,10 +12,10 @@ re-reads and merges under a lock (:func:`record`).
 
 A recorded value is also reused instead of computed again while nothing it may depend on has changed: each entry
 keeps a digest of its inputs (:func:`inputs_digest`: the library's source, the torch version, the preset's
-settings and every file of the preset's zoo and of its variants' zoos, by name, size and modification time). A
-notebook then reads what an earlier one computed (the claims of notebook 06 reuse the comparisons of 04 and 05);
-any retrained network or changed line of the library makes it compute again. ``UNIVENC_RECOMPUTE=1`` computes
-every value again.
+settings and every file of the preset's zoo, with the zoos of its variants where a function reads them, by name,
+size and modification time). A notebook then reads what an earlier one computed (the claims of notebook 06 reuse
+the comparisons of 04 and 05); any retrained network or changed line of the library makes it compute again.
+``UNIVENC_RECOMPUTE=1`` computes every value again.
 """
 from __future__ import annotations
 
@@ -74,15 +74,15 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def inputs_digest(preset, root=None) -> str:
+def inputs_digest(preset, root=None, variants: bool = False) -> str:
     """What a recorded value of ``preset`` may depend on besides its arguments: the library's code, the preset's
-    settings, and the name, size and modification time of every file in the zoo of the preset and of its variants
-    (``zoo/<name>`` and ``zoo/<name>-*``: the scaling study's points). Retraining, resuming or moving any network
-    changes it."""
+    settings, and the name, size and modification time of every file in the preset's zoo (``zoo/<name>``), and with
+    ``variants`` also in its variants' zoos (``zoo/<name>-*``: the scaling study's points). Retraining, resuming or
+    moving any network changes it."""
     preset = get_preset(preset)
     h = hashlib.sha256(f"{_code_digest()}\0{preset!r}".encode())
     zoo = data_root(root) / "zoo"
-    dirs = sorted(zoo.glob(f"{preset.name}-*")) + [zoo / preset.name] if zoo.is_dir() else []
+    dirs = [zoo / preset.name] + (sorted(zoo.glob(f"{preset.name}-*")) if variants else [])
     for d in dirs:
         for path in sorted(d.rglob("*")) if d.is_dir() else ():
             if path.is_file() and not path.name.startswith("."):  # lock files change nothing
@@ -217,10 +217,13 @@ def _key(fn, bound) -> str:
     return f"{fn.__name__}({args})"
 
 
-def recorded(fn):
+def recorded(fn=None, *, variants: bool = False):
     """Record ``fn``'s value in the preset's results file, or read it from ``$UNIVENC_RESULTS``; reuse the
-    recorded value where its inputs are unchanged (:func:`inputs_digest`). ``fn`` takes ``preset`` (and
-    optionally ``root``) among its arguments."""
+    recorded value where its inputs are unchanged (:func:`inputs_digest`; ``variants=True`` for a function that
+    also reads the zoos of the preset's variants). ``fn`` takes ``preset`` (and optionally ``root``) among its
+    arguments. Use as ``@recorded`` or ``@recorded(variants=True)``."""
+    if fn is None:
+        return functools.partial(recorded, variants=variants)
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
@@ -239,7 +242,7 @@ def recorded(fn):
                                          f"checkpoints are (make figures PRESET={preset.name}) to record it")
             return store["entries"][key]
         root = bound.arguments.get("root")
-        path, inputs = results_file(preset, root), inputs_digest(preset, root)
+        path, inputs = results_file(preset, root), inputs_digest(preset, root, variants)
         value = _reusable(path, key, inputs)
         if value is _MISSING:
             value = _compact(fn(*args, **kwargs))

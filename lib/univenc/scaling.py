@@ -75,7 +75,7 @@ def train_scale_points(preset, root=None, options=None, progress: bool = True) -
     return run_tasks(scale_tasks(preset), preset, root, options or JobOptions(jobs=default_jobs()), progress)
 
 
-@recorded
+@recorded(variants=True)  # it reads every point's zoo
 def scaling_table(preset, root=None) -> pd.DataFrame:
     """One row per (point, claim row): claim, preset (the point's), per_class, width, train_images (of the point's
     CIFAR-10 network), value, threshold, direction, null, spread (the claim's number, :class:`univenc.claims.Claim`),
