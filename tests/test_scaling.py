@@ -55,6 +55,19 @@ def test_fig10_draws_every_claim(tmp_path):
     fig = plot_scaling(table, scaling.scaling_summary(table, "cpu"), base_width=0.25)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["claim 7: toward the criterion", "claim 1: toward the criterion"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["250", "1000", "5000"]  # the budgets measured
+
+
+def test_fig10_rings_a_point_whose_random_label_network_did_not_fit():
+    import matplotlib
+    matplotlib.use("Agg")
+    from univenc.figures import plot_scaling
+    table = _table([0.1, 0.3, 0.45], [0.02] * 3).assign(not_fitted=["", "", "fac_cifar10_random_a"])
+    ax = plot_scaling(table, base_width=0.25).axes[0]
+    rings = [c for c in ax.collections if c.get_label() == "random labels not fitted"]
+    assert len(rings) == 1 and rings[0].get_offsets().tolist() == [[5000, 0.45]]
+    clean = plot_scaling(table.assign(not_fitted=""), base_width=0.25).axes[0]
+    assert not [c for c in clean.collections if c.get_label() == "random labels not fitted"]
 
 
 def test_fig10_survives_a_claim_not_measured_at_any_point(tmp_path):

@@ -382,6 +382,9 @@ def plot_scaling(table, summary=None, base_width=None, title="Fig. 10: every cla
         if np.isfinite(rows_.null.astype(float)).any():
             ax.plot(rows_.per_class, rows_.null, ls=":", color="0.4", lw=1, label="null")
         ax.set_xscale("log")
+        budgets = sorted(set(rows_.per_class))  # the measured budgets, not the log axis' crowded minor labels
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("training images per class", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=5)
