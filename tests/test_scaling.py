@@ -36,6 +36,15 @@ def test_trend_is_toward_away_or_flat_within_the_spread():
     assert below.trend == "toward the criterion"  # a "<=" criterion: down is toward
 
 
+def test_a_budget_whose_number_is_missing_is_named_in_the_summary_and_the_report(tmp_path):
+    from univenc.claims import Claim, write_claims
+    summary = scaling.scaling_summary(_table([0.1, 0.3, np.nan], [0.01] * 3), "cpu")
+    assert summary.iloc[0].missing == "5000" and summary.iloc[0].budgets == "250, 1000"
+    assert scaling.scaling_summary(_table([0.1, 0.3, 0.4], [0.01] * 3), "cpu").iloc[0].missing == ""
+    write_claims([Claim(7, "c", "s", "crit", "v", "n", False, "d", "cpu")], tmp_path, scaling=summary)
+    assert "not measured at 5000 (networks missing)" in (tmp_path / "claims.md").read_text()
+
+
 def test_the_projection_extrapolates_a_line_on_log_images_with_its_interval():
     x = np.log10([250, 1000, 2500])
     rows = scaling.scaling_summary(_table(0.2 + 0.1 * x, [0.01] * 3, per_class=(250, 1000, 2500)), "cpu").iloc[0]

@@ -651,5 +651,6 @@ def _caveats(c: Claim) -> str:
 def _with_scale(row: dict) -> str:
     if row.get("trend") in (None, "not measured"):
         return "not measured"
+    missing = f"; not measured at {row['missing']} (networks missing)" if row.get("missing") else ""
     return (f"{row['trend']}: {row['first']:.3g} -> {row['last']:.3g} over {row['budgets']} images per class "
-            f"(criterion {row['criterion']}; spread {row['spread']:.2g})")
+            f"(criterion {row['criterion']}; spread {row['spread']:.2g}{missing})")

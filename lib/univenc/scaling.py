@@ -113,14 +113,18 @@ def scaling_summary(table: pd.DataFrame, preset) -> pd.DataFrame:
     - projected: the value at the paper's data scale (``PAPER_PER_CLASS`` images per class) from a least-squares
       line on log10(images per class) with its 95% prediction interval, labelled as an extrapolation; "no trend"
       where the trend is flat. Three points give one degree of freedom: the intervals are wide.
-    Columns: claim, budgets, first, last, change, spread, trend, projected, low, high, criterion.
+    Columns: claim, budgets, missing (budgets of the study where the number could not be measured), first, last,
+    change, spread, trend, projected, low, high, criterion.
     """
     p = get_preset(preset)
     rows = []
     for claim in dict.fromkeys(table.claim):
         s = _series(table, claim, p.width)
+        every = table[(table.claim == claim) & (table.width == p.width)].per_class
+        missing = ", ".join(str(n) for n in sorted(set(every) - set(s.per_class)))
         if len(s) < 2:
-            rows.append(dict(claim=claim, budgets=", ".join(map(str, s.per_class)), trend="not measured"))
+            rows.append(dict(claim=claim, budgets=", ".join(map(str, s.per_class)), missing=missing,
+                             trend="not measured"))
             continue
         first, last = s.iloc[0], s.iloc[-1]
         change = last.value - first.value
@@ -131,8 +135,8 @@ def scaling_summary(table: pd.DataFrame, preset) -> pd.DataFrame:
         else:
             trend = "toward the criterion" if sign * change > 0 else "away from the criterion"
         criterion = f"{last.direction} {last.threshold:g}"
-        row = dict(claim=claim, budgets=", ".join(map(str, s.per_class)), first=first.value, last=last.value,
-                   change=change, spread=spread, trend=trend, criterion=criterion)
+        row = dict(claim=claim, budgets=", ".join(map(str, s.per_class)), missing=missing, first=first.value,
+                   last=last.value, change=change, spread=spread, trend=trend, criterion=criterion)
         row.update(_projection(s) if trend != "flat" else dict(projected="no trend"))
         rows.append(row)
     return pd.DataFrame(rows)
