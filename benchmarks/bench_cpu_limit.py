@@ -6,8 +6,9 @@ architecture's FLOPs per training image, and its images/s per path with the frac
 
 Paths, measured in turn in this one run (ratios are what to read; machines differ):
 - "fp32": float32, channels-last, the factorized block's compiled float32 kernels (the path before bf16 training);
-- "auto": the preset default (``precision="auto"``): bfloat16 autocast where :func:`univenc.training.bf16_pays`
-  measures it to pay on this machine, with the factorized block's bfloat16 kernels; else the same as fp32.
+- "bf16": bfloat16 autocast (with the factorized block's bfloat16 kernels) where
+  :func:`univenc.training.bf16_pays` measures it to pay on this machine; else the same as fp32. The presets'
+  ``precision="auto"`` takes it for the architectures of ``univenc.zoo.BF16_MEASURED``.
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on one training step (forward and backward;
 the factorized VGG on its naive form, whose depthwise convolution the compiled kernels fuse). The fraction of
 peak divides the achieved FLOP rate by the attainable peak of the path's dtype on one thread: the higher of the
@@ -23,13 +24,15 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from univenc.models import VGG, resnet18
+from univenc.models import VGG, convnext_atto, resnet18, vit_tiny32
 from univenc.training import bf16_pays
 
 ARCHS = {
     "standard VGG-11 (k=3, MLP head)": lambda naive=False: VGG(10, 3, 0.25, head="mlp"),
     "factorized VGG-11": lambda naive=False: VGG(10, 3, 0.25, factorized=True, naive=naive),
     "ResNet-18 (torchvision)": lambda naive=False: resnet18(10),
+    "ConvNeXt-atto (timm, 2x2 stem)": lambda naive=False: convnext_atto(10),
+    "ViT (timm, patch 4, width 96)": lambda naive=False: vit_tiny32(10),
 }
 GEMM_OPS = ("conv", "mm", "addmm", "linear")
 
@@ -128,8 +131,8 @@ def main():
     for name, make in ARCHS.items():
         flops = flops_per_image(make)
         rates = {}
-        for path in ("fp32", "auto"):
-            bf16 = path == "auto" and bf16_here
+        for path in ("fp32", "bf16"):
+            bf16 = path == "bf16" and bf16_here
             step = training_step(make, bf16)
             rates[path] = images_per_second(step, args.steps)
             share, gemm_s = gemm_share(step)
@@ -138,7 +141,7 @@ def main():
             gemm_rate_ = flops * 128 / gemm_s / 1e9 if gemm_s else float("nan")  # nearly all FLOPs are theirs
             print(f"  {name:33s} {flops / 1e6:9.1f} {path:>5s} {rates[path]:9.0f} {100 * frac:8.0f}% "
                   f"{100 * share:11.0f}% {gemm_rate_:7.0f} GF/s")
-        print(f"  {'':33s} {'':9s} auto / fp32: {rates['auto'] / rates['fp32']:.2f}x")
+        print(f"  {'':33s} {'':9s} bf16 / fp32: {rates['bf16'] / rates['fp32']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -105,8 +105,10 @@ def main():
                           "S(fp32 bis, fp32)": out[pairs[1]].table.S.to_numpy(),
                           "S_spread": out[pairs[1]].table.S_spread.to_numpy()})
     print(table.to_string(index=False, float_format="{:.3f}".format))
-    print(f"mean S: bf16 vs fp32 (same seeds) {table.iloc[:, 1].mean():.3f}; two fp32 seeds "
-          f"{table.iloc[:, 2].mean():.3f}")
+    both = table.dropna(subset=table.columns[1:3])  # S is undefined where eq. 6's ceiling meets its floor
+    print(f"over the {len(both)} layers where both S are defined: mean S bf16 vs fp32 (same seeds) "
+          f"{both.iloc[:, 1].mean():.3f}, two fp32 seeds {both.iloc[:, 2].mean():.3f}; bf16 vs fp32 the higher in "
+          f"{int((both.iloc[:, 1] >= both.iloc[:, 2]).sum())}")
     if args.seeds:
         seeds = seed_spread(args.net, fp32, bf16, args.seeds)
         print(seeds.to_string(index=False, float_format="{:.4f}".format))

@@ -172,6 +172,10 @@ def test_a_recorded_value_is_reused_until_a_zoo_file_or_the_code_changes(tmp_pat
     statistic("c", "smoke", tmp_path)  # nothing to a function of the preset's own zoo,
     across_points("c", "smoke", tmp_path)  # but one that reads its variants' computes again
     assert CALLS == ["c"] * 2 + ["points c"] * 2
+    (tmp_path / "zoo" / "smoke-fp32").mkdir()  # a benchmark's zoo (bench_precision.py) is no scaling point
+    (tmp_path / "zoo" / "smoke-fp32" / "final.pt").write_bytes(b"x")
+    across_points("c", "smoke", tmp_path)
+    assert CALLS == ["c"] * 2 + ["points c"] * 2
 
     monkeypatch.setattr(R, "_code_digest", lambda: "another version of the library")
     statistic("c", "smoke", tmp_path)

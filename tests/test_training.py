@@ -2,6 +2,8 @@
 from dataclasses import replace
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 import torch
 
 from univenc.data import TaskData
@@ -136,6 +138,36 @@ def test_bf16_weight_gradient_is_zero_on_taps_that_see_only_padding():
     assert conv.weight.grad[:, :, padding_only].abs().max() == 0
     with torch.autocast("cpu", dtype=torch.bfloat16):  # where every tap sees the map, the block stays bfloat16
         assert conv(torch.randn(2, 128, 8, 8)).dtype == torch.bfloat16
+
+
+@given(size=st.integers(1, 9), k=st.integers(1, 8), stride=st.integers(1, 3), pad=st.integers(0, 4),
+       dilation=st.integers(1, 2))
+def test_sees_only_padding_matches_every_output_position_enumerated(size, k, stride, pad, dilation):
+    from univenc.models import sees_only_padding
+    out = (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    assume(out >= 1)
+    expected = any(all(not 0 <= o * stride - pad + j * dilation < size for o in range(out)) for j in range(k))
+    assert sees_only_padding(size, k, stride, pad, dilation) == expected
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "convnext"])
+def test_the_non_vgg_zoo_architectures_run_float32_on_taps_that_see_only_padding(arch):
+    """torchvision's and timm's plain convs get the same fallback: under bfloat16 autocast a 32x32 image reaches
+    the ResNet-18's layer4 as 1x1 maps and the ConvNeXt's last stage as 1x1 maps, so their 3x3 and 7x7 kernels
+    there see the input only at their centre tap; that tap's gradient only may be non-zero."""
+    from univenc.models import ARCHITECTURES, Conv2d
+    torch.manual_seed(0)
+    net = ARCHITECTURES[arch](10)
+    assert all(type(m) is Conv2d for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1][-1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = net(torch.randn(4, 3, 32, 32)).float().square().sum()
+    loss.backward()
+    k = last.kernel_size[0]
+    off_centre = torch.ones(k, k, dtype=torch.bool)
+    off_centre[k // 2, k // 2] = False
+    assert last.weight.grad[:, :, off_centre].abs().max() == 0
+    assert last.weight.grad[:, :, k // 2, k // 2].abs().max() > 0
 
 
 def test_epoch_0_holds_the_initial_weights_and_final_holds_the_fitted_accuracy(tmp_path):

@@ -21,8 +21,8 @@ from torch.autograd.function import once_differentiable
 from . import kernels
 from .storage import load_checkpoint
 
-__all__ = ["VGG", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11", "resnet18", "convnext_atto",
-           "vit_tiny32", "ARCHITECTURES",
+__all__ = ["VGG", "Conv2d", "sees_only_padding", "guard_padding_taps", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11",
+           "factorized_vgg11", "resnet18", "convnext_atto", "vit_tiny32", "ARCHITECTURES",
            "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model", "checkpoint_epoch", "for_inference",
            "canonical_spatial_filters", "VGG11_CHANNELS",
            "CANONICAL_FILTERS_FILE"]
@@ -42,17 +42,44 @@ def canonical_spatial_filters(path=None) -> torch.Tensor:
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` that runs in float32 under CPU autocast where some of its taps see only padding (kernel
-    radius >= the input map's side). There, oneDNN's bfloat16 weight gradient is wrong: measured with PyTorch
-    2.14.1 on 2x2 maps, 7x7 kernels and 128 channels, it put values up to 1e3 on the taps whose true gradient is 0,
-    and a VGG-11 with k = 7 ended with weights of 1e37 and NaN in its last two layers. Those layers are tiny."""
+    """``nn.Conv2d`` that runs in float32 under CPU autocast where some of its taps see only padding (for every
+    output position: a 7x7 kernel on 2x2 maps, a stride-2 3x3 kernel on 2x2 maps). There, oneDNN's bfloat16 weight
+    gradient is wrong: measured with PyTorch 2.14.1 on 2x2 maps, 7x7 kernels and 128 channels, it put values up to
+    1e3 on the taps whose true gradient is 0, and a VGG-11 with k = 7 ended with weights of 1e37 and NaN in its
+    last two layers. Those layers are tiny."""
 
     def forward(self, x):
-        k = max(self.kernel_size)
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and k // 2 >= min(x.shape[-2:]):
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and any(
+                sees_only_padding(*args) for args in zip(x.shape[-2:], self.kernel_size, self.stride,
+                                                         self.padding, self.dilation)):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float())
         return super().forward(x)
+
+
+def sees_only_padding(size: int, k: int, stride: int, pad, dilation: int) -> bool:
+    """Whether, along one axis of ``size`` inputs, some tap of a kernel of ``k`` taps meets only zero padding at
+    every output position (``pad``: an int, or "same"/"valid" as nn.Conv2d takes them)."""
+    if isinstance(pad, str):
+        pad = 0 if pad == "valid" else dilation * (k - 1) // 2
+    out = (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    for j in range(k):
+        first, last = j * dilation - pad, (out - 1) * stride + j * dilation - pad  # the inputs it reads, by stride
+        if first < 0:
+            first += (-first + stride - 1) // stride * stride  # the first of them inside the map, if any
+        if first >= size or first > last:
+            return True
+    return False
+
+
+def guard_padding_taps(net: nn.Module) -> nn.Module:
+    """Give every plain ``nn.Conv2d`` of ``net`` (torchvision's, timm's) :class:`Conv2d`'s float32 fallback where
+    some taps see only padding: a ResNet-18's 3x3 convs on 1x1 maps, a ConvNeXt's depthwise 7x7 on 2x2 and 1x1
+    maps. Only the class changes (its forward); weights, state dict and float32 results stay. Returns ``net``."""
+    for m in net.modules():
+        if type(m) is nn.Conv2d:
+            m.__class__ = Conv2d
+    return net
 
 
 class ConvBlock(nn.Sequential):
@@ -329,7 +356,7 @@ def resnet18(num_classes: int = 10) -> nn.Module:
     layer1, 4x4 in layer2 and 2x2, 1x1 further down (``univenc.spatial.layer_maps``)."""
     import torchvision
 
-    net = declare_kaiming_fan_out(torchvision.models.resnet18(num_classes=num_classes))
+    net = guard_padding_taps(declare_kaiming_fan_out(torchvision.models.resnet18(num_classes=num_classes)))
     net.config = {"arch": "resnet18", "num_classes": num_classes}
     return net
 
@@ -352,7 +379,7 @@ def convnext_atto(num_classes: int = 10) -> nn.Module:
     blocks see 8x8 maps (4x4, 2x2, 1x1 in stages 1-3). Its convs and linear layers declare timm's init variance."""
     import timm
 
-    net = timm.create_model("convnext_atto", num_classes=num_classes, patch_size=2)
+    net = guard_padding_taps(timm.create_model("convnext_atto", num_classes=num_classes, patch_size=2))
     _declare_timm_init(net, (nn.Conv2d, nn.Linear))
     net.config = {"arch": "convnext", "num_classes": num_classes}
     return net

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Preset", "PRESETS", "get_preset", "variant", "dry_run", "PresetError"]
+__all__ = ["Preset", "PRESETS", "get_preset", "variant", "is_variant", "dry_run", "PresetError"]
 
 
 class PresetError(ValueError):
@@ -132,6 +132,12 @@ def dry_run(preset, max_steps: int) -> Preset:
     return replace(p, name=f"{p.name}-steps{max_steps}", max_steps=max_steps, max_test_images=DRY_RUN_EVAL_IMAGES,
                    notes=f"Dry run of {p.name}: every network stops after {max_steps} optimiser steps; "
                          f"numbers mean nothing. {p.notes}")
+
+
+def is_variant(name: str, base: str) -> bool:
+    """Whether preset name ``name`` is a :func:`variant` of preset ``base`` (width and/or images per class)."""
+    match = _NAME.match(name)
+    return bool(match) and match["base"] == base and not match["steps"] and bool(match["width"] or match["per_class"])
 
 
 def get_preset(preset, max_steps: int | None = None) -> Preset:

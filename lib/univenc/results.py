@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from .data import data_root
-from .presets import get_preset
+from .presets import get_preset, is_variant
 from .storage import LockUnavailable, file_lock, load_checkpoint, save_torch
 
 __all__ = ["RESULTS_ENV", "RECOMPUTE_ENV", "recorded", "record", "lookup", "results_file", "results_source",
@@ -82,7 +82,8 @@ def inputs_digest(preset, root=None, variants: bool = False) -> str:
     preset = get_preset(preset)
     h = hashlib.sha256(f"{_code_digest()}\0{preset!r}".encode())
     zoo = data_root(root) / "zoo"
-    dirs = [zoo / preset.name] + (sorted(zoo.glob(f"{preset.name}-*")) if variants else [])
+    dirs = [zoo / preset.name] + ([d for d in sorted(zoo.glob(f"{preset.name}-*")) if is_variant(d.name, preset.name)]
+                                   if variants else [])  # not a benchmark's zoo such as cpu-fp32
     for d in dirs:
         for path in sorted(d.rglob("*")) if d.is_dir() else ():
             if path.is_file() and not path.name.startswith("."):  # lock files change nothing
