@@ -21,8 +21,8 @@ from torch.autograd.function import once_differentiable
 from . import kernels
 from .storage import load_checkpoint
 
-__all__ = ["VGG", "Conv2d", "sees_only_padding", "guard_padding_taps", "FactorizedBlock", "NaiveFactorizedBlock", "vgg11",
-           "factorized_vgg11", "resnet18", "convnext_atto", "vit_tiny32", "ARCHITECTURES",
+__all__ = ["VGG", "Conv2d", "sees_only_padding", "guard_padding_taps", "FactorizedBlock", "NaiveFactorizedBlock",
+           "vgg11", "factorized_vgg11", "resnet18", "convnext_atto", "vit_tiny32", "ARCHITECTURES",
            "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model", "checkpoint_epoch", "for_inference",
            "canonical_spatial_filters", "VGG11_CHANNELS",
            "CANONICAL_FILTERS_FILE"]
