@@ -148,6 +148,10 @@ def test_sees_only_padding_matches_every_output_position_enumerated(size, k, str
     assume(out >= 1)
     expected = any(all(not 0 <= o * stride - pad + j * dilation < size for o in range(out)) for j in range(k))
     assert sees_only_padding(size, k, stride, pad, dilation) == expected
+    left = dilation * (k - 1) // 2  # padding="same" (stride 1): PyTorch puts the odd padded input on the right
+    same = any(all(not 0 <= o - left + j * dilation < size for o in range(size)) for j in range(k))
+    assert sees_only_padding(size, k, 1, "same", dilation) == same
+    assert not sees_only_padding(size, k, 1, "valid", dilation) or size < dilation * (k - 1) + 1
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "convnext"])

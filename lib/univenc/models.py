@@ -49,9 +49,10 @@ class Conv2d(nn.Conv2d):
     last two layers. Those layers are tiny."""
 
     def forward(self, x):
+        pads = (self.padding,) * 2 if isinstance(self.padding, str) else self.padding  # "same", "valid": both axes
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and any(
-                sees_only_padding(*args) for args in zip(x.shape[-2:], self.kernel_size, self.stride,
-                                                         self.padding, self.dilation)):
+                sees_only_padding(*args) for args in zip(x.shape[-2:], self.kernel_size, self.stride, pads,
+                                                         self.dilation)):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float())
         return super().forward(x)
@@ -60,9 +61,11 @@ class Conv2d(nn.Conv2d):
 def sees_only_padding(size: int, k: int, stride: int, pad, dilation: int) -> bool:
     """Whether, along one axis of ``size`` inputs, some tap of a kernel of ``k`` taps meets only zero padding at
     every output position (``pad``: an int, or "same"/"valid" as nn.Conv2d takes them)."""
-    if isinstance(pad, str):
-        pad = 0 if pad == "valid" else dilation * (k - 1) // 2
-    out = (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    if pad == "same":  # stride 1; PyTorch puts the odd one of dilation (k - 1) padded inputs on the right
+        pad, out = dilation * (k - 1) // 2, size
+    else:
+        pad = 0 if pad == "valid" else pad
+        out = (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
     for j in range(k):
         first, last = j * dilation - pad, (out - 1) * stride + j * dilation - pad  # the inputs it reads, by stride
         if first < 0:
