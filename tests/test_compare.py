@@ -1,12 +1,15 @@
 """compare() and spatial_report() on networks from elsewhere (torchvision, timm) and on known answers."""
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
 import torchvision
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from univenc.similarity import compare, compare_many
+from univenc.alignment import pair_layers
+from univenc.similarity import compare, compare_many, group_pairs, pair_bytes
 from univenc.spatial import spatial_report
 
 
@@ -61,6 +64,42 @@ def test_compare_many_equals_compare_pair_by_pair():
         assert many[(a, b)].table.equals(one.table)
         for layer, cos in one.cosines.items():
             np.testing.assert_array_equal(many[(a, b)].cosines[layer]["aligned"], cos["aligned"])
+
+
+def test_compare_many_in_groups_under_a_memory_budget_gives_the_same_numbers():
+    def net(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(),
+                             nn.Conv2d(8, 16, 3, padding=1, bias=False)).eval()
+    nets = {k: net(s) for k, s in zip("abcd", range(4))}
+    pairs = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
+    one_pass = compare_many(nets, pairs, batches(), n_draws=2, progress=False)
+    per_pair = pair_bytes(pair_layers(nets["a"], nets["b"]), keep_matrices=False)
+    assert per_pair == 8 * (3 * 3 + 8 * 8)  # the float64 cross moments of the two layers' inputs
+    assert len(group_pairs({p: pair_layers(nets[p[0]], nets[p[1]]) for p in pairs}, 2 * per_pair, False)) == 2
+    grouped = compare_many(nets, pairs, batches(), n_draws=2, progress=False, memory_budget=2 * per_pair,
+                           keep_matrices=False)
+    assert list(grouped) == pairs
+    for pair in pairs:
+        pd.testing.assert_frame_equal(grouped[pair].table, one_pass[pair].table)
+        for layer, cos in one_pass[pair].cosines.items():
+            np.testing.assert_array_equal(grouped[pair].cosines[layer]["aligned"], cos["aligned"])
+        assert grouped[pair].rotations == {} and grouped[pair].statistics == []
+        assert set(one_pass[pair].rotations) == set(one_pass[pair].cosines) and len(one_pass[pair].statistics) == 2
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        compare_many(nets, pairs, iter(batches()), n_draws=2, progress=False, memory_budget=per_pair)
+
+
+@given(st.lists(st.integers(1, 50), min_size=1, max_size=12), st.integers(1, 120))
+@settings(max_examples=60, deadline=None)
+def test_group_pairs_keeps_the_order_and_the_budget(dims, budget):
+    layers = {(i, i + 1): [(("x", nn.Linear(d, 1)), ("y", nn.Linear(1, 1)))] for i, d in enumerate(dims)}
+    groups = group_pairs(layers, budget=8 * budget, keep_matrices=False)
+    assert [pair for group in groups for pair in group] == list(layers)
+    for group in groups:  # within the budget, or a single pair that alone exceeds it
+        assert len(group) == 1 or sum(dims[i] for i, _ in group) <= budget
+    for g, h in zip(groups, groups[1:]):  # greedy: the next group's first pair did not fit
+        assert sum(dims[i] for i, _ in g) + dims[h[0][0]] > budget
 
 
 def _two_layer(c, m=6, seed=0):

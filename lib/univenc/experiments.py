@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .alignment import analysed_layers
+from .alignment import analysed_layers, pair_layers
 from .covariance import fold_batchnorm_scale, layer_spectrum, truncate_layer
 from .data import data_root, load_dataset
 from .results import recorded, results_source
-from .similarity import compare, compare_many, with_travel
+from .similarity import compare, compare_many, group_pairs, with_travel
 from .spatial import (PADDING_STATUS, conv_weights, layer_maps, mean_spatial_covariance, padding_dominated,
                       random_init_weights, spatial_eigenvectors, spatial_similarity)
 from .storage import load_checkpoint, save_torch
@@ -169,21 +169,28 @@ def _pair_sources(a: str, b: str, p, root) -> list:
 
 
 def _compare_zoo_pairs(pairs, p, root, fold_bn: bool, progress: bool) -> None:
-    """Compare the zoo pairs [(a, b), ...] whose cache is missing or older than a checkpoint, in one pass over
-    the probe images (each network runs once, whatever the number of its pairs), and cache them."""
+    """Compare the zoo pairs [(a, b), ...] whose cache is missing or older than a checkpoint, in as few passes over
+    the probe images as the memory budget allows (each network runs once per pass, whatever the number of its
+    pairs), and cache them pass by pass."""
     todo = [(a, b) for a, b in dict.fromkeys(pairs) if not _cache_ok(_pair_cache(a, b, p, root, fold_bn),
                                                                        _pair_sources(a, b, p, root))]
     if not todo:
         return
     nets = {name: zoo_net(name, p, root, fold_bn) for name in dict.fromkeys(n for pair in todo for n in pair)}
     for linear in sorted({_includes_linear(a, b) for a, b in todo}):  # one pass over the probes per kind
-        pairs = [(a, b) for a, b in todo if _includes_linear(a, b) == linear]
-        for (a, b), res in compare_many(nets, pairs, probe_batches(p, root), n_draws=p.n_draws, include_linear=linear,
-                                        progress=progress).items():
-            inits = [checkpoint_path(n, p, root).parent / "epoch_000.pt" for n in (a, b)]
-            table = with_travel(res.table, nets[a], nets[b], *(i if i.exists() else None for i in inits))
-            save_torch({"table": table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
-                       _pair_cache(a, b, p, root, fold_bn))
+        layers = {(a, b): pair_layers(nets[a], nets[b], linear) for a, b in todo if _includes_linear(a, b) == linear}
+        for group in group_pairs(layers, keep_matrices=False):  # cached group by group: an interrupted run resumes
+            _cache_zoo_pairs(compare_many(nets, group, probe_batches(p, root), n_draws=p.n_draws, progress=progress,
+                                          layer_pairs=layers, keep_matrices=False), nets, p, root, fold_bn)
+
+
+def _cache_zoo_pairs(results: dict, nets: dict, p, root, fold_bn: bool) -> None:
+    """Cache each of ``results`` ({(a, b): Comparison}) with its layers' travel from their initial weights."""
+    for (a, b), res in results.items():
+        inits = [checkpoint_path(n, p, root).parent / "epoch_000.pt" for n in (a, b)]
+        table = with_travel(res.table, nets[a], nets[b], *(i if i.exists() else None for i in inits))
+        save_torch({"table": table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
+                   _pair_cache(a, b, p, root, fold_bn))
 
 
 @recorded
@@ -366,8 +373,8 @@ def _compare_files(pairs, p, root) -> dict:
     todo = [pair for pair in pairs if not _cache_ok(cache(*pair), pair)]
     if todo:
         nets = {path: load_checkpoint_model(path)[0] for path in dict.fromkeys(x for pair in todo for x in pair)}
-        for pair, res in compare_many(nets, todo, probe_batches(p, root), n_draws=p.n_draws,
-                                      progress=False).items():
+        for pair, res in compare_many(nets, todo, probe_batches(p, root), n_draws=p.n_draws, progress=False,
+                                      keep_matrices=False).items():
             save_torch(res.table.to_dict("list"), cache(*pair))
     return {pair: pd.DataFrame(load_checkpoint(cache(*pair))) for pair in pairs}
 

@@ -12,6 +12,7 @@ Covariances are handled as retained eigenpairs (values (r,), vectors (d, r)): wi
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +24,8 @@ from .covariance import layer_spectrum, noise_variance, rotate_spectrum, shrink_
 
 __all__ = ["eigenvector_cosines", "bw_cosine", "bw_cosine_dense", "random_rotation_floor", "canonical_signs",
            "resampling_ceiling", "normalised_similarity", "NormalisedSimilarity", "compare", "compare_many",
-           "Comparison", "with_travel", "ChannelView", "unpaired_layers", "MIN_CEILING_GAP"]
+           "Comparison", "with_travel", "ChannelView", "unpaired_layers", "MIN_CEILING_GAP", "MEMORY_BUDGET",
+           "pair_bytes", "group_pairs"]
 
 
 def eigenvector_cosines(vectors_a: np.ndarray, vectors_b: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -254,16 +256,52 @@ def with_travel(table: pd.DataFrame, net_a, net_b, init_a, init_b) -> pd.DataFra
     return out
 
 
+# Bytes of float64 cross moments (and kept rotations) that :func:`compare_many` holds at once. At the paper's width
+# one factorized VGG-11 pair needs 750 MB of each; Fig. 3's 36 pairs at once would need 54 GB.
+MEMORY_BUDGET = 4 * 2 ** 30
+
+
+def _input_dim(m) -> int:
+    return int(m.weight.shape[1])  # Cin of a conv (groups == 1) or a linear layer: the samples' dimension
+
+
+def pair_bytes(layers, keep_matrices: bool = True) -> int:
+    """Bytes of the float64 d_b x d_a cross moments of one pair of networks' ``layers`` (as :func:`pair_layers`
+    gives them), twice that when its Procrustes rotations are kept as well."""
+    return 8 * (2 if keep_matrices else 1) * sum(_input_dim(ma) * _input_dim(mb) for (_, ma), (_, mb) in layers)
+
+
+def group_pairs(layer_pairs: dict, budget: int = MEMORY_BUDGET, keep_matrices: bool = True) -> list[list]:
+    """The pairs of ``layer_pairs`` ({pair: layers}) in consecutive groups of at most ``budget`` bytes each
+    (:func:`pair_bytes`), in their order; a pair larger than the budget forms a group of its own."""
+    groups, size = [], budget + 1
+    for pair, layers in layer_pairs.items():
+        cost = pair_bytes(layers, keep_matrices)
+        if size + cost > budget:
+            groups.append([])
+            size = 0
+        groups[-1].append(pair)
+        size += cost
+    return groups
+
+
 def compare_many(nets: dict, pairs, batches, n_draws: int = 5, seed: int = 0, n_vectors: int = 64,
                  include_linear: bool = False, max_batches: int | None = None, progress: bool = True,
-                 layer_pairs: dict | None = None) -> dict:
-    """:func:`compare` of several pairs of networks in one pass over ``batches``, each network running once per
-    batch however many pairs it is in (:func:`univenc.alignment.accumulate_pair_statistics`).
+                 layer_pairs: dict | None = None, memory_budget: int = MEMORY_BUDGET,
+                 keep_matrices: bool = True) -> dict:
+    """:func:`compare` of several pairs of networks, in as few passes over ``batches`` as ``memory_budget`` allows
+    (:func:`group_pairs`): in each pass every network of the pass runs once per batch however many pairs it is in
+    (:func:`univenc.alignment.accumulate_pair_statistics`).
 
     nets : {key: network}; pairs : [(key_a, key_b), ...].
+    batches : re-iterable (a list, a DataLoader) when the pairs need more than one pass.
     layer_pairs : {(key_a, key_b): [((name_a, module_a), (name_b, module_b)), ...]} for some pairs; the others
         are paired by :func:`univenc.alignment.pair_layers`.
-    Returns {(key_a, key_b): Comparison}, each what ``compare(nets[key_a], nets[key_b], ...)`` returns.
+    memory_budget : bytes of cross moments held at once (a pair larger than it is compared alone).
+    keep_matrices : keep each Comparison's d x d ``rotations`` and ``statistics``; False keeps the tables and
+        cosine matrices only, so that the memory does not grow with the number of pairs.
+    Returns {(key_a, key_b): Comparison}, each what ``compare(nets[key_a], nets[key_b], ...)`` returns; the same
+    numbers whatever the grouping.
     """
     layer_pairs = {(a, b): (layer_pairs or {}).get((a, b)) or pair_layers(nets[a], nets[b], include_linear)
                    for a, b in pairs}
@@ -273,7 +311,11 @@ def compare_many(nets: dict, pairs, batches, n_draws: int = 5, seed: int = 0, n_
                 if not bool(m.weight.detach().isfinite().all()):
                     raise ValueError(f"layer {name} of network {net} has non-finite weights (NaN or inf): was its "
                                      f"training diverging?")
-    stats = accumulate_pair_statistics(nets, layer_pairs, batches, max_batches=max_batches, progress=progress)
+    groups = group_pairs(layer_pairs, memory_budget, keep_matrices)
+    if len(groups) > 1 and isinstance(batches, Iterator):
+        raise ValueError(f"these {len(layer_pairs)} pairs need {len(groups)} passes over the batches within "
+                         f"memory_budget={memory_budget} bytes, but batches is a one-shot iterator: pass a list or a "
+                         f"DataLoader, or a larger memory_budget")
     spectra = {}  # unrotated spectra, computed once per layer whatever the number of pairs it is in
 
     def spectrum(m):
@@ -281,8 +323,16 @@ def compare_many(nets: dict, pairs, batches, n_draws: int = 5, seed: int = 0, n_
             spectra[id(m)] = layer_spectrum(m)
         return spectra[id(m)]
 
-    return {pair: _compare_layers(layer_pairs[pair], stats[pair], spectrum, n_draws, seed, n_vectors)
-            for pair in layer_pairs}
+    out = {}
+    for group in groups:
+        stats = accumulate_pair_statistics({k: nets[k] for pair in group for k in pair},
+                                           {pair: layer_pairs[pair] for pair in group}, batches,
+                                           max_batches=max_batches, progress=progress)
+        for pair in group:
+            res = out[pair] = _compare_layers(layer_pairs[pair], stats.pop(pair), spectrum, n_draws, seed, n_vectors)
+            if not keep_matrices:
+                res.rotations, res.statistics = {}, []
+    return out
 
 
 class ChannelView:
