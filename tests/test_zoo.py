@@ -194,10 +194,12 @@ def test_zoo_table_is_read_from_the_checkpoints(tmp_path):
 
 
 def test_a_dry_run_keeps_the_preset_and_stops_after_its_steps():
-    from univenc.presets import PresetError, dry_run
+    from univenc.presets import DRY_RUN_PROBE_IMAGES, PresetError, dry_run
     dry = get_preset("paper", max_steps=20)
     assert dry.name == "paper-steps20" and get_preset("paper-steps20") == dry == dry_run("paper", 20)
-    assert (dry.width, dry.per_class, dry.analysis_images) == (1.0, None, PRESETS["paper"].analysis_images)
+    assert (dry.width, dry.per_class) == (1.0, None)
+    assert dry.analysis_images == DRY_RUN_PROBE_IMAGES < PRESETS["paper"].analysis_images  # the passes, not the sizes
+    assert get_preset("smoke", max_steps=2).analysis_images == PRESETS["smoke"].analysis_images  # never more
     cfg = Z.train_config(C.ZOO_BY_NAME["fac_cifar10"], dry)
     assert cfg.max_steps == 20 and cfg.train_eval_images == dry.max_test_images
     assert Z.train_config(C.ZOO_BY_NAME["fac_cifar10"], "paper").max_steps is None
