@@ -177,7 +177,7 @@ def test_a_recorded_value_is_reused_until_a_zoo_file_or_the_code_changes(tmp_pat
     across_points("c", "smoke", tmp_path)
     assert CALLS == ["c"] * 2 + ["points c"] * 2
 
-    monkeypatch.setattr(R, "_code_digest", lambda: "another version of the library")
+    monkeypatch.setattr(R, "code_digest", lambda: "another version of the library")
     statistic("c", "smoke", tmp_path)
     assert CALLS == ["c"] * 2 + ["points c"] * 2 + ["c"]
     monkeypatch.setenv(R.RECOMPUTE_ENV, "1")
@@ -206,3 +206,30 @@ def test_the_inputs_digest_follows_the_preset_settings(tmp_path):
     changed = dataclasses.replace(PRESETS["smoke"], epochs=3)  # same name, another recipe
     assert R.inputs_digest("smoke", tmp_path) == R.inputs_digest(PRESETS["smoke"], tmp_path)
     assert R.inputs_digest(changed, tmp_path) != R.inputs_digest("smoke", tmp_path)
+
+
+def test_a_cached_comparison_is_reused_only_by_the_same_code_settings_and_checkpoints(tmp_path, monkeypatch):
+    """The caches of the experiments (comparisons, rank curves, trajectories) below the results file: a cache
+    computed by another version of the library, at other settings of the preset, or before a checkpoint was
+    rewritten is computed again, never read back."""
+    import dataclasses
+    import os
+
+    from univenc import experiments as ex
+    from univenc.presets import get_preset
+
+    p, cache, checkpoint = get_preset("smoke"), tmp_path / "compare" / "a__b.pt", tmp_path / "final.pt"
+    checkpoint.write_bytes(b"weights")
+    os.utime(checkpoint, (1, 1))
+    assert ex._cached(cache, [checkpoint], p) is None  # nothing yet
+    ex._save_cache({"S": [0.5]}, cache, p)
+    assert ex._cached(cache, [checkpoint], p) == {"S": [0.5]}
+    assert ex._cached(cache, [checkpoint], dataclasses.replace(p, analysis_images=p.analysis_images + 1)) is None
+    os.utime(checkpoint)  # retrained after the cache was written
+    assert ex._cached(cache, [checkpoint], p) is None
+    os.utime(checkpoint, (1, 1))
+    monkeypatch.setattr(ex, "code_digest", lambda: "another version of the library")
+    assert ex._cached(cache, [checkpoint], p) is None
+    torch.save({"S": [0.5]}, cache)  # a cache of the old format, without its key
+    monkeypatch.undo()
+    assert ex._cached(cache, [checkpoint], p) is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import itertools
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from .alignment import analysed_layers, pair_layers
 from .covariance import fold_batchnorm_scale, layer_spectrum, truncate_layer
 from .data import data_root, load_dataset
-from .results import recorded, results_source
+from .results import code_digest, recorded, results_source
 from .similarity import compare, compare_many, group_pairs, with_travel
 from .spatial import (PADDING_STATUS, conv_weights, layer_maps, mean_spatial_covariance, padding_dominated,
                       random_init_weights, spatial_eigenvectors, spatial_similarity)
@@ -140,8 +141,24 @@ def random_init_net(name: str, preset, seed: int):
     return for_inference(build_model(dataclasses.replace(ZOO_BY_NAME[name], init_seed=seed), preset, num_classes=10))
 
 
-def _cache_ok(cache: Path, sources) -> bool:
-    return cache.exists() and all(cache.stat().st_mtime >= s.stat().st_mtime for s in sources if s.exists())
+def _cache_key(p) -> str:
+    """What a cached computation depends on besides its networks' files: the library's code and the preset's
+    settings (its probe images, draws, ...), as for the results file (:func:`univenc.results.code_digest`)."""
+    return hashlib.sha256(f"{code_digest()}\0{p!r}".encode()).hexdigest()
+
+
+def _cached(cache: Path, sources, p):
+    """The value saved in ``cache`` by :func:`_save_cache`, or None when there is none, when a file of
+    ``sources`` (checkpoints) is newer, or when it was computed by another version of the library or at other
+    settings of the preset."""
+    if not cache.exists() or any(cache.stat().st_mtime < s.stat().st_mtime for s in sources if s.exists()):
+        return None
+    stored = load_checkpoint(cache)
+    return stored["value"] if isinstance(stored, dict) and stored.get("key") == _cache_key(p) else None
+
+
+def _save_cache(value, cache: Path, p) -> None:
+    save_torch({"key": _cache_key(p), "value": value}, cache)
 
 
 def zoo_net(name: str, preset, root=None, fold_bn: bool = False):
@@ -172,8 +189,8 @@ def _compare_zoo_pairs(pairs, p, root, fold_bn: bool, progress: bool) -> None:
     """Compare the zoo pairs [(a, b), ...] whose cache is missing or older than a checkpoint, in as few passes over
     the probe images as the memory budget allows (each network runs once per pass, whatever the number of its
     pairs), and cache them pass by pass."""
-    todo = [(a, b) for a, b in dict.fromkeys(pairs) if not _cache_ok(_pair_cache(a, b, p, root, fold_bn),
-                                                                       _pair_sources(a, b, p, root))]
+    todo = [(a, b) for a, b in dict.fromkeys(pairs)
+            if _cached(_pair_cache(a, b, p, root, fold_bn), _pair_sources(a, b, p, root), p) is None]
     if not todo:
         return
     nets = {name: zoo_net(name, p, root, fold_bn) for name in dict.fromkeys(n for pair in todo for n in pair)}
@@ -189,8 +206,8 @@ def _cache_zoo_pairs(results: dict, nets: dict, p, root, fold_bn: bool) -> None:
     for (a, b), res in results.items():
         inits = [checkpoint_path(n, p, root).parent / "epoch_000.pt" for n in (a, b)]
         table = with_travel(res.table, nets[a], nets[b], *(i if i.exists() else None for i in inits))
-        save_torch({"table": table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
-                   _pair_cache(a, b, p, root, fold_bn))
+        _save_cache({"table": table.assign(net_a=a, net_b=b).to_dict("list"), "cosines": res.cosines},
+                    _pair_cache(a, b, p, root, fold_bn), p)
 
 
 @recorded
@@ -200,7 +217,7 @@ def compare_pair(a: str, b: str, preset, root=None, progress: bool = False, fold
     (``LINEAR_ARCHS``). Returns {"table": DataFrame, "cosines": {layer: {...}}}."""
     p = get_preset(preset)
     _compare_zoo_pairs([(a, b)], p, root, fold_bn, progress)
-    out = load_checkpoint(_pair_cache(a, b, p, root, fold_bn))
+    out = _cached(_pair_cache(a, b, p, root, fold_bn), _pair_sources(a, b, p, root), p)
     return {"table": pd.DataFrame(out["table"]), "cosines": out["cosines"]}
 
 
@@ -236,12 +253,12 @@ def null_comparison(name: str, preset, root=None, seeds=(9001, 9002)) -> dict:
     """:func:`compare` of two randomly initialised networks with the architecture of ``name`` (cached)."""
     p = get_preset(preset)
     cache = results_dir(p, root) / "compare" / f"null_{name}.pt"
-    if cache.exists():
-        out = load_checkpoint(cache)
+    out = _cached(cache, [], p)
+    if out is not None:
         return {"table": pd.DataFrame(out["table"]), "cosines": out["cosines"]}
     a, b = random_init_net(name, p, seeds[0]), random_init_net(name, p, seeds[1])
     res = compare(a, b, probe_batches(p, root), n_draws=p.n_draws, progress=False)
-    save_torch({"table": res.table.to_dict("list"), "cosines": res.cosines}, cache)
+    _save_cache({"table": res.table.to_dict("list"), "cosines": res.cosines}, cache, p)
     return {"table": res.table, "cosines": res.cosines}
 
 
@@ -282,8 +299,9 @@ def rank_curves(name: str, preset, root=None, n_ranks: int = 8) -> pd.DataFrame:
     r random directions. Columns: layer, depth, rank, r_eff, d, accuracy, random_accuracy, full_accuracy."""
     p = get_preset(preset)
     cache = results_dir(p, root) / f"rank_curves_{name}.pt"
-    if _cache_ok(cache, [checkpoint_path(name, p, root)]):
-        return pd.DataFrame(load_checkpoint(cache))
+    out = _cached(cache, [checkpoint_path(name, p, root)], p)
+    if out is not None:
+        return pd.DataFrame(out)
     net = load_net(name, p, root)
     batches = _test_batches(name, p, root)
     full = evaluate(net, batches)[1]
@@ -307,7 +325,7 @@ def rank_curves(name: str, preset, root=None, n_ranks: int = 8) -> pd.DataFrame:
         joint = truncate_layer(joint, layer, max(r, 1))
     rows.append(dict(layer="all@r_eff", depth=0, rank=-1, r_eff=float("nan"), d=0,
                      accuracy=evaluate(joint, batches)[1], random_accuracy=float("nan"), full_accuracy=full))
-    save_torch(pd.DataFrame(rows).to_dict("list"), cache)
+    _save_cache(pd.DataFrame(rows).to_dict("list"), cache, p)
     return pd.DataFrame(rows)
 
 
@@ -334,11 +352,12 @@ def trajectory(a: str, b: str | None, preset, root=None, progress: bool = False)
         return None
     paths = {n: zoo_checkpoints(n, p, root) for n in names}
     cache = results_dir(p, root) / "trajectories" / f"{'__'.join(names)}.pt"
-    if _cache_ok(cache, [x for ps in paths.values() for x in ps]):
-        return pd.DataFrame(load_checkpoint(cache))
+    out = _cached(cache, [x for ps in paths.values() for x in ps], p)
+    if out is not None:
+        return pd.DataFrame(out)
     table = learning_trajectory(paths[a], paths.get(b), probe_batches(p, root) if b else None,
                                 n_draws=p.n_draws, progress=progress)
-    save_torch(table.to_dict("list"), cache)
+    _save_cache(table.to_dict("list"), cache, p)
     return table
 
 
@@ -370,13 +389,13 @@ def _compare_files(pairs, p, root) -> dict:
         key = f"{path_a.parent.parent.name}_{path_a.parent.name}__{path_b.parent.name}"
         return results_dir(p, root) / "compare" / "ablations" / f"{key}.pt"
 
-    todo = [pair for pair in pairs if not _cache_ok(cache(*pair), pair)]
+    todo = [pair for pair in pairs if _cached(cache(*pair), pair, p) is None]
     if todo:
         nets = {path: load_checkpoint_model(path)[0] for path in dict.fromkeys(x for pair in todo for x in pair)}
         for pair, res in compare_many(nets, todo, probe_batches(p, root), n_draws=p.n_draws, progress=False,
                                       keep_matrices=False).items():
-            save_torch(res.table.to_dict("list"), cache(*pair))
-    return {pair: pd.DataFrame(load_checkpoint(cache(*pair))) for pair in pairs}
+            _save_cache(res.table.to_dict("list"), cache(*pair), p)
+    return {pair: pd.DataFrame(_cached(cache(*pair), pair, p)) for pair in pairs}
 
 
 # --------------------------------------------------------------------------- what the notebooks plot

@@ -38,7 +38,7 @@ from .presets import get_preset, is_variant
 from .storage import LockUnavailable, file_lock, load_checkpoint, save_torch
 
 __all__ = ["RESULTS_ENV", "RECOMPUTE_ENV", "recorded", "record", "lookup", "results_file", "results_source",
-           "inputs_digest", "MissingResultError", "same_value"]
+           "code_digest", "inputs_digest", "MissingResultError", "same_value"]
 
 RESULTS_ENV = "UNIVENC_RESULTS"
 RECOMPUTE_ENV = "UNIVENC_RECOMPUTE"  # "1": compute every recorded value again, even where its inputs are unchanged
@@ -65,7 +65,7 @@ def results_source() -> Path | None:
 
 
 @functools.cache
-def _code_digest() -> str:
+def code_digest() -> str:
     """The library as loaded: its source files (read once per process) and the torch version."""
     h = hashlib.sha256(torch.__version__.encode())
     package = Path(__file__).parent
@@ -80,7 +80,7 @@ def inputs_digest(preset, root=None, variants: bool = False) -> str:
     ``variants`` also in its variants' zoos (``zoo/<name>-*``: the scaling study's points). Retraining, resuming or
     moving any network changes it."""
     preset = get_preset(preset)
-    h = hashlib.sha256(f"{_code_digest()}\0{preset!r}".encode())
+    h = hashlib.sha256(f"{code_digest()}\0{preset!r}".encode())
     zoo = data_root(root) / "zoo"
     dirs = [zoo / preset.name] + ([d for d in sorted(zoo.glob(f"{preset.name}-*")) if is_variant(d.name, preset.name)]
                                    if variants else [])  # not a benchmark's zoo such as cpu-fp32
