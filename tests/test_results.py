@@ -233,3 +233,25 @@ def test_a_cached_comparison_is_reused_only_by_the_same_code_settings_and_checkp
     torch.save({"S": [0.5]}, cache)  # a cache of the old format, without its key
     monkeypatch.undo()
     assert ex._cached(cache, [checkpoint], p) is None
+
+
+def test_the_code_digest_follows_the_code_not_its_comments_or_docstrings(tmp_path):
+    from univenc.results import source_digest
+
+    pkg = tmp_path / "pkg"
+    (pkg / "resources").mkdir(parents=True)
+    (pkg / "resources" / "k.c").write_text("int f(void) { return 1; }\n")
+    (pkg / "m.py").write_text('"""A module."""\nX = 1\n\n\ndef f(a):\n    """Doc."""\n    return a + X\n')
+    before = source_digest(pkg)
+    (pkg / "m.py").write_text('"""The module, reworded."""\nX = 1  # why\n\n\ndef f(a):\n    """Other doc."""\n\n'
+                              '    return a + X\n')
+    assert source_digest(pkg) == before  # words and layout only
+    (pkg / "m.py").write_text('"""A module."""\nX = 2\n\n\ndef f(a):\n    """Doc."""\n    return a + X\n')
+    changed = source_digest(pkg)
+    assert changed != before
+    (pkg / "m.py").write_text('"""A module."""\nX = 1\n\n\ndef f(a):\n    return a + X\n')
+    assert source_digest(pkg) == before  # a docstring removed
+    (pkg / "resources" / "k.c").write_text("int f(void) { return 2; }\n")
+    assert source_digest(pkg) not in (before, changed)
+    (pkg / "n.py").write_text("")
+    assert source_digest(pkg) != source_digest(pkg / "resources")  # every file, named by its path

@@ -127,8 +127,8 @@ def variant(preset, width: float | None = None, per_class: int | None = None) ->
 def dry_run(preset, max_steps: int) -> Preset:
     """``preset`` (a name or a :class:`Preset`) walked end to end in ``max_steps`` optimiser steps per network:
     the same widths, data, networks and analysis, every training stopped after ``max_steps`` steps, accuracies
-    on ``DRY_RUN_EVAL_IMAGES`` images, alignments on at most ``DRY_RUN_PROBE_IMAGES`` probe images. Its name, ``<preset>-steps<N>``, keeps its checkpoints, results and
-    figures apart from the real preset's."""
+    on ``DRY_RUN_EVAL_IMAGES`` images, alignments on at most ``DRY_RUN_PROBE_IMAGES`` probe images. Its name,
+    ``<preset>-steps<N>``, keeps its checkpoints, results and figures apart from the real preset's."""
     if not isinstance(max_steps, int) or max_steps < 1:
         raise PresetError(f"max_steps must be a whole number >= 1, got {max_steps!r}")
     p = get_preset(preset)

@@ -14,11 +14,13 @@ A recorded value is also reused instead of computed again while nothing it may d
 keeps a digest of its inputs (:func:`inputs_digest`: the library's source, the torch version, the preset's
 settings and every file of the preset's zoo, with the zoos of its variants where a function reads them, by name,
 size and modification time). A notebook then reads what an earlier one computed (the claims of notebook 06 reuse
-the comparisons of 04 and 05); any retrained network or changed line of the library makes it compute again.
+the comparisons of 04 and 05); any retrained network or changed line of the library's code (not its comments or
+docstrings) makes it compute again.
 ``UNIVENC_RECOMPUTE=1`` computes every value again.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import functools
@@ -38,7 +40,7 @@ from .presets import get_preset, is_variant
 from .storage import LockUnavailable, file_lock, load_checkpoint, save_torch
 
 __all__ = ["RESULTS_ENV", "RECOMPUTE_ENV", "recorded", "record", "lookup", "results_file", "results_source",
-           "code_digest", "inputs_digest", "MissingResultError", "same_value"]
+           "code_digest", "source_digest", "inputs_digest", "MissingResultError", "same_value"]
 
 RESULTS_ENV = "UNIVENC_RESULTS"
 RECOMPUTE_ENV = "UNIVENC_RECOMPUTE"  # "1": compute every recorded value again, even where its inputs are unchanged
@@ -64,14 +66,32 @@ def results_source() -> Path | None:
     return Path(path) if path else None
 
 
+def source_digest(folder) -> str:
+    """A digest of what the source files under ``folder`` (``*.py``, ``*.c``) compute: of each Python file its
+    syntax tree without docstrings (comments, docstrings and layout change nothing), of a C file its bytes; each
+    named by its path relative to ``folder``."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".py", ".c")):
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        if path.suffix == ".py":
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                        and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                        and isinstance(body[0].value.value, str)):
+                    node.body = body[1:] or [ast.Pass()]
+            h.update(ast.dump(tree).encode())
+        else:
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 @functools.cache
 def code_digest() -> str:
-    """The library as loaded: its source files (read once per process) and the torch version."""
-    h = hashlib.sha256(torch.__version__.encode())
-    package = Path(__file__).parent
-    for path in sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".c")):
-        h.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+    """The library as loaded (:func:`source_digest` of the package, read once per process) and the torch version."""
+    return hashlib.sha256(f"{torch.__version__}\0{source_digest(Path(__file__).parent)}".encode()).hexdigest()
 
 
 def inputs_digest(preset, root=None, variants: bool = False) -> str:
