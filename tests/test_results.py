@@ -215,6 +215,7 @@ def test_a_cached_comparison_is_reused_only_by_the_same_code_settings_and_checkp
     import dataclasses
     import os
 
+    import univenc.results as R
     from univenc import experiments as ex
     from univenc.presets import get_preset
 
@@ -228,7 +229,7 @@ def test_a_cached_comparison_is_reused_only_by_the_same_code_settings_and_checkp
     os.utime(checkpoint)  # retrained after the cache was written
     assert ex._cached(cache, [checkpoint], p) is None
     os.utime(checkpoint, (1, 1))
-    monkeypatch.setattr(ex, "code_digest", lambda: "another version of the library")
+    monkeypatch.setattr(R, "code_digest", lambda: "another version of the library")
     assert ex._cached(cache, [checkpoint], p) is None
     torch.save({"S": [0.5]}, cache)  # a cache of the old format, without its key
     monkeypatch.undo()

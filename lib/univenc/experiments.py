@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from .alignment import analysed_layers, pair_layers
 from .covariance import fold_batchnorm_scale, layer_spectrum, truncate_layer
 from .data import data_root, load_dataset
-from .results import code_digest, recorded, results_source
+from .results import recorded, results_source, settings_digest
 from .similarity import compare, compare_many, group_pairs, with_travel
 from .spatial import (PADDING_STATUS, conv_weights, layer_maps, mean_spatial_covariance, padding_dominated,
                       random_init_weights, spatial_eigenvectors, spatial_similarity)
@@ -141,24 +140,18 @@ def random_init_net(name: str, preset, seed: int):
     return for_inference(build_model(dataclasses.replace(ZOO_BY_NAME[name], init_seed=seed), preset, num_classes=10))
 
 
-def _cache_key(p) -> str:
-    """What a cached computation depends on besides its networks' files: the library's code and the preset's
-    settings (its probe images, draws, ...), as for the results file (:func:`univenc.results.code_digest`)."""
-    return hashlib.sha256(f"{code_digest()}\0{p!r}".encode()).hexdigest()
-
-
 def _cached(cache: Path, sources, p):
     """The value saved in ``cache`` by :func:`_save_cache`, or None when there is none, when a file of
     ``sources`` (checkpoints) is newer, or when it was computed by another version of the library or at other
-    settings of the preset."""
+    settings of the preset (:func:`univenc.results.settings_digest`)."""
     if not cache.exists() or any(cache.stat().st_mtime < s.stat().st_mtime for s in sources if s.exists()):
         return None
     stored = load_checkpoint(cache)
-    return stored["value"] if isinstance(stored, dict) and stored.get("key") == _cache_key(p) else None
+    return stored["value"] if isinstance(stored, dict) and stored.get("key") == settings_digest(p) else None
 
 
 def _save_cache(value, cache: Path, p) -> None:
-    save_torch({"key": _cache_key(p), "value": value}, cache)
+    save_torch({"key": settings_digest(p), "value": value}, cache)
 
 
 def zoo_net(name: str, preset, root=None, fold_bn: bool = False):
@@ -216,8 +209,11 @@ def compare_pair(a: str, b: str, preset, root=None, progress: bool = False, fold
     cached: two architectures are paired by input map size and stage, a ViT's linear layers are included
     (``LINEAR_ARCHS``). Returns {"table": DataFrame, "cosines": {layer: {...}}}."""
     p = get_preset(preset)
-    _compare_zoo_pairs([(a, b)], p, root, fold_bn, progress)
-    out = _cached(_pair_cache(a, b, p, root, fold_bn), _pair_sources(a, b, p, root), p)
+    cache, sources = _pair_cache(a, b, p, root, fold_bn), _pair_sources(a, b, p, root)
+    out = _cached(cache, sources, p)
+    if out is None:
+        _compare_zoo_pairs([(a, b)], p, root, fold_bn, progress)
+        out = _cached(cache, sources, p)
     return {"table": pd.DataFrame(out["table"]), "cosines": out["cosines"]}
 
 
@@ -389,13 +385,15 @@ def _compare_files(pairs, p, root) -> dict:
         key = f"{path_a.parent.parent.name}_{path_a.parent.name}__{path_b.parent.name}"
         return results_dir(p, root) / "compare" / "ablations" / f"{key}.pt"
 
-    todo = [pair for pair in pairs if _cached(cache(*pair), pair, p) is None]
+    tables = {pair: _cached(cache(*pair), pair, p) for pair in pairs}
+    todo = [pair for pair, table in tables.items() if table is None]
     if todo:
         nets = {path: load_checkpoint_model(path)[0] for path in dict.fromkeys(x for pair in todo for x in pair)}
         for pair, res in compare_many(nets, todo, probe_batches(p, root), n_draws=p.n_draws, progress=False,
                                       keep_matrices=False).items():
-            _save_cache(res.table.to_dict("list"), cache(*pair), p)
-    return {pair: pd.DataFrame(_cached(cache(*pair), pair, p)) for pair in pairs}
+            tables[pair] = res.table.to_dict("list")
+            _save_cache(tables[pair], cache(*pair), p)
+    return {pair: pd.DataFrame(table) for pair, table in tables.items()}
 
 
 # --------------------------------------------------------------------------- what the notebooks plot

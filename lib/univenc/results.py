@@ -40,7 +40,7 @@ from .presets import get_preset, is_variant
 from .storage import LockUnavailable, file_lock, load_checkpoint, save_torch
 
 __all__ = ["RESULTS_ENV", "RECOMPUTE_ENV", "recorded", "record", "lookup", "results_file", "results_source",
-           "code_digest", "source_digest", "inputs_digest", "MissingResultError", "same_value"]
+           "code_digest", "source_digest", "settings_digest", "inputs_digest", "MissingResultError", "same_value"]
 
 RESULTS_ENV = "UNIVENC_RESULTS"
 RECOMPUTE_ENV = "UNIVENC_RECOMPUTE"  # "1": compute every recorded value again, even where its inputs are unchanged
@@ -94,13 +94,19 @@ def code_digest() -> str:
     return hashlib.sha256(f"{torch.__version__}\0{source_digest(Path(__file__).parent)}".encode()).hexdigest()
 
 
+def settings_digest(preset) -> str:
+    """The library's code (:func:`code_digest`) and the preset's settings (its probe images, draws, recipes, ...):
+    what every value computed at ``preset`` depends on besides the files it reads."""
+    return hashlib.sha256(f"{code_digest()}\0{get_preset(preset)!r}".encode()).hexdigest()
+
+
 def inputs_digest(preset, root=None, variants: bool = False) -> str:
-    """What a recorded value of ``preset`` may depend on besides its arguments: the library's code, the preset's
-    settings, and the name, size and modification time of every file in the preset's zoo (``zoo/<name>``), and with
-    ``variants`` also in its variants' zoos (``zoo/<name>-*``: the scaling study's points). Retraining, resuming or
-    moving any network changes it."""
+    """What a recorded value of ``preset`` may depend on besides its arguments: :func:`settings_digest`, and the
+    name, size and modification time of every file in the preset's zoo (``zoo/<name>``), and with ``variants`` also
+    in its variants' zoos (``zoo/<name>-*``: the scaling study's points). Retraining, resuming or moving any network
+    changes it."""
     preset = get_preset(preset)
-    h = hashlib.sha256(f"{code_digest()}\0{preset!r}".encode())
+    h = hashlib.sha256(settings_digest(preset).encode())
     zoo = data_root(root) / "zoo"
     dirs = [zoo / preset.name] + ([d for d in sorted(zoo.glob(f"{preset.name}-*")) if is_variant(d.name, preset.name)]
                                    if variants else [])  # not a benchmark's zoo such as cpu-fp32
