@@ -156,3 +156,17 @@ def test_s_is_undefined_where_the_ceiling_comes_close_to_the_floor():
     fine = NormalisedSimilarity(0.5, np.array([0.2, 0.2]), np.array([0.2 + MIN_CEILING_GAP, 0.8]))
     assert fine.status == "defined" and fine.value == pytest.approx((0.5 - 0.2) / (0.5 + MIN_CEILING_GAP / 2 - 0.2))
     assert NormalisedSimilarity(0.5, np.array([0.3]), np.array([0.2])).status.endswith("above the noise)")
+
+
+def test_s_is_undefined_where_network_b_keeps_no_eigenvalue_above_the_noise():
+    # A C2 that eq. 3 shrinks to 0 has cos 0 with anything: without this rule S came out below the floor (-1.0 for
+    # a cpu ResNet-18's downsampling layer against a VGG), a number about that layer's lack of structure.
+    from univenc.similarity import normalised_similarity
+    rng = np.random.default_rng(0)
+    vectors = np.linalg.qr(rng.standard_normal((12, 3)))[0]
+    values = np.array([5.0, 2.0, 1.0])
+    empty = normalised_similarity(values, vectors, np.zeros(0), np.zeros((12, 0)), cout=40, n_draws=3)
+    assert empty.cos == 0 and np.isnan(empty.value) and np.isnan(empty.spread)
+    assert empty.status == "S undefined (no eigenvalue of network b above the noise)"
+    same = normalised_similarity(values, vectors, values, vectors, cout=40, n_draws=3)
+    assert same.status == "defined" and same.value > 1  # a copy has no sampling noise: above the ceiling

@@ -204,6 +204,34 @@ def test_inference_through_the_kernel_equals_the_naive_block_and_hooks_still_see
     torch.testing.assert_close(seen[0], naive.bn(naive.depthwise(x).relu()), rtol=1e-10, atol=1e-10)
 
 
+def test_bf16_inference_takes_the_kernel_at_bfloat16_rounding(monkeypatch):
+    """Eval mode under CPU bfloat16 autocast (how training logs a bfloat16 network's accuracy): h comes from the
+    compiled kernel in bfloat16 and the folded 1x1 conv runs in it, within bfloat16's rounding of the float32 naive
+    block. Before, a bfloat16 input missed the kernel and took the naive path, slower than float32."""
+    if kernels.load(torch.bfloat16) is None:
+        pytest.skip("no C compiler here: the compiled kernels cannot be built")
+    torch.manual_seed(0)
+    naive = NaiveFactorizedBlock(12, 24, filters())
+    fast = FactorizedBlock(12, 24, filters())
+    fast.load_state_dict(naive.state_dict())
+    for _ in range(2):  # running statistics away from their initial values
+        x = torch.randn(16, 12, 8, 8)
+        fast.train()(x), naive.train()(x)
+    fast.eval(), naive.eval()
+    calls = []
+    real = kernels.factorized_forward
+    monkeypatch.setattr(kernels, "factorized_forward", lambda *a, **k: calls.append(k) or real(*a, **k))
+    x = torch.randn(8, 12, 8, 8)
+    with torch.no_grad():
+        ref = naive(x)
+        for given in (x, x.bfloat16()):  # float32 from the image, bfloat16 from an earlier layer under autocast
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = fast(given)
+            assert y.dtype == torch.bfloat16
+            assert float((y.float() - ref).norm() / ref.norm()) < 2 ** -7
+    assert [k.get("h_dtype") for k in calls] == [torch.bfloat16, torch.bfloat16]
+
+
 def test_kernels_can_be_switched_off(monkeypatch):
     monkeypatch.setenv("UNIVENC_NO_KERNELS", "1")
     kernels.load.cache_clear()

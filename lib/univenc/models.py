@@ -202,27 +202,29 @@ class FactorizedBlock(nn.Module):
         return bool(self.pointwise._forward_pre_hooks or self.pointwise._forward_hooks or self.bn._forward_hooks
                     or m._global_forward_pre_hooks or m._global_forward_hooks)
 
-    def _inference(self, x):
+    def _inference(self, x, h_dtype):
         """Eval mode without autograd: h from the compiled kernel and BatchNorm's running statistics folded into the
-        1x1 conv, y = W' h - W' m with W' = W diag(1 / sqrt(running_var + eps)); what the naive block computes."""
+        1x1 conv, y = W' h - W' m with W' = W diag(1 / sqrt(running_var + eps)); what the naive block computes.
+        Under CPU bfloat16 autocast, as in training: h stored in bfloat16, the 1x1 conv in bfloat16."""
         bn, n, cin = self.bn, self.n, self.cin
-        h, _, _ = kernels.factorized_forward(x, self.filters.to(x.dtype))
+        h, _, _ = kernels.factorized_forward(x, self.filters.to(x.dtype), h_dtype=h_dtype)
 
         def h_order(v):  # per channel, the naive block's order (c, s, j) -> h's (s, j, c)
             return v.view(cin, 2, n).permute(1, 2, 0).flatten()
         inv = h_order((bn.running_var + bn.eps).rsqrt()).to(x.dtype)
         w = self.pointwise.weight.view(self.cout, cin, 2, n).permute(0, 2, 3, 1).flatten(1) * inv
-        return F.conv2d(h, w[:, :, None, None], torch.mv(w, h_order(bn.running_mean).to(x.dtype)).neg_())
+        bias = torch.mv(w, h_order(bn.running_mean).to(x.dtype)).neg_()
+        return F.conv2d(h, w[:, :, None, None].to(h.dtype), bias.to(h.dtype))
 
     def forward(self, x):
         bn = self.bn
-        if (not self.training and not torch.is_grad_enabled() and bn.track_running_stats and kernels.available(x)
-                and not self._observed()):
-            return self._inference(x)
         autocast = torch.is_autocast_enabled(x.device.type)
         # under autocast (bfloat16 on a CPU) h is stored in bfloat16 and the 1x1 GEMMs run in it; x stays float32
         h_dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
         x_in = x.float() if autocast else x
+        if (not self.training and not torch.is_grad_enabled() and bn.track_running_stats
+                and kernels.available(x_in, h_dtype) and not self._observed()):
+            return self._inference(x_in, h_dtype)
         if not (self.training and bn.track_running_stats and bn.momentum is not None
                 and kernels.available(x_in, h_dtype)):
             return self.pointwise(bn(self.relu_responses(x)))

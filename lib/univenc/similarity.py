@@ -144,10 +144,16 @@ class NormalisedSimilarity:
     cos: float
     floor: np.ndarray
     ceiling: np.ndarray
+    empty_2: bool = False  # C2 kept no eigenvalue above the noise: cos is 0 whatever C1 is, so S says nothing
 
     @property
     def status(self) -> str:
-        """"defined", or why S is not: no eigenvalue of C1 above the noise, or a ceiling too close to the floor."""
+        """"defined", or why S is not: no eigenvalue of C1 (or of C2) above the noise, or a ceiling too close to
+        the floor. Eq. 6 places C2 between a rotated and a resampled C1; a C2 that eq. 3 shrinks to 0 (a layer that
+        kept nothing but its initial noise) scores cos = 0, below any floor, which measures that layer's lack of
+        structure, not a difference of encodings."""
+        if self.empty_2:
+            return "S undefined (no eigenvalue of network b above the noise)"
         f, c = self.floor.mean(), self.ceiling.mean()
         if not c > f:
             return "S undefined (no eigenvalue above the noise)"
@@ -174,7 +180,8 @@ def normalised_similarity(values_1, vectors_1, values_2, vectors_2, cout: int, n
     return NormalisedSimilarity(
         bw_cosine(values_1, vectors_1, values_2, vectors_2),
         random_rotation_floor(values_1, vectors_1, n_draws, seed),
-        resampling_ceiling(values_1, vectors_1, cout, n_draws, seed + 1))
+        resampling_ceiling(values_1, vectors_1, cout, n_draws, seed + 1),
+        empty_2=not np.clip(values_2, 0, None).sum() > 0)
 
 
 @dataclass
