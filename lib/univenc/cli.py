@@ -184,8 +184,8 @@ def _init(args):
 
 READING_S = ("How to read S (eq. 6): 0 is the random-rotation floor, 1 the resampling ceiling (two independent "
              "draws of Cout neurons from one covariance). A network compared with itself, or a near copy, has no "
-             "sampling noise between the two and scores above 1. S is undefined (NaN) where no eigenvalue is above "
-             "the noise, or where the ceiling exceeds the floor by less than 0.05 (ceiling ≈ floor).")
+             "sampling noise between the two and scores above 1. S is undefined (NaN) where no eigenvalue of either "
+             "layer is above the noise, or where the ceiling exceeds the floor by less than 0.05 (ceiling ≈ floor).")
 
 
 def _trajectory(args):
