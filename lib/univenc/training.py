@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 from .storage import atomic_write, git_commit, load_checkpoint, save_torch
 
-__all__ = ["TrainConfig", "fit", "train", "tensor_batches", "to_float", "evaluate", "evaluate_in", "resolve_device", "bf16_pays",
-           "resolve_precision"]
+__all__ = ["TrainConfig", "fit", "train", "tensor_batches", "to_float", "evaluate", "evaluate_in", "resolve_device",
+           "bf16_pays", "resolve_precision"]
 
 # Inputs are scaled to roughly zero mean and unit variance with fixed constants (the same for every dataset,
 # so that networks trained on different data see comparable input statistics).
@@ -196,7 +196,7 @@ def evaluate(model, batches) -> tuple[float, float]:
 
 def evaluate_in(precision: str, model, batches) -> tuple[float, float]:
     """:func:`evaluate` in a training's precision ("fp32" or "bf16"): a network trained under bfloat16 autocast is
-    tested under it too, 1.7-2x faster on a CPU with bfloat16 units (``benchmarks/bench_eval_precision.py``)."""
+    tested under it too, about 1.6x faster on a CPU with bfloat16 units (``benchmarks/bench_eval_precision.py``)."""
     device = next(model.parameters()).device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         return evaluate(model, batches)
