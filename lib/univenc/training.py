@@ -194,11 +194,15 @@ def evaluate(model, batches) -> tuple[float, float]:
     return loss / count, correct / count
 
 
+def autocast_in(precision: str, device: torch.device):
+    """The autocast context of a training's precision on ``device``: bfloat16 for "bf16", off for "fp32"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def evaluate_in(precision: str, model, batches) -> tuple[float, float]:
     """:func:`evaluate` in a training's precision ("fp32" or "bf16"): a network trained under bfloat16 autocast is
     tested under it too, about 1.6x faster on a CPU with bfloat16 units (``benchmarks/bench_eval_precision.py``)."""
-    device = next(model.parameters()).device
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with autocast_in(precision, next(model.parameters()).device):
         return evaluate(model, batches)
 
 
@@ -267,7 +271,7 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         for x, y in train_batches(epoch, gen):
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with autocast_in(precision, device):
                 out = model(x)
                 loss = F.cross_entropy(out, y)
             opt.zero_grad(set_to_none=True)
