@@ -61,7 +61,8 @@ def kernel_path(path):
 
 
 def fast_and_naive_blocks(cin, cout, filters_k):
-    bank = filters() if filters_k == 3 else torch.linalg.qr(torch.randn(25, 5))[0].T.reshape(5, 5, 5)
+    k = filters_k
+    bank = filters() if k == 3 else torch.linalg.qr(torch.randn(k * k, 5))[0].T.reshape(5, k, k)
     fast = FactorizedBlock(cin, cout, bank).double()
     naive = NaiveFactorizedBlock(cin, cout, bank).double()
     state = {k: v for k, v in fast.state_dict().items() if k != "filters"}
@@ -70,8 +71,10 @@ def fast_and_naive_blocks(cin, cout, filters_k):
 
 
 @pytest.mark.parametrize("path", PATHS)
-# cin < 8 and >= 8: per-pixel channel loops too short to vectorise, and long enough
-@pytest.mark.parametrize("cin,cout,filters_k", [(3, 8, 3), (6, 4, 3), (4, 5, 5), (12, 6, 3), (9, 4, 5)])
+# cin < 8 and >= 8: per-pixel channel loops too short to vectorise, and long enough; k = 7, the kernels' largest
+# (taps beyond the 8 x 7 image), and k = 9, which they leave to PyTorch
+@pytest.mark.parametrize("cin,cout,filters_k", [(3, 8, 3), (6, 4, 3), (4, 5, 5), (12, 6, 3), (9, 4, 5), (5, 4, 7),
+                                                (3, 4, 9)])
 def test_fast_factorized_block_equals_naive(cin, cout, filters_k, path, monkeypatch):
     torch.manual_seed(0)
     bank, fast, naive = fast_and_naive_blocks(cin, cout, filters_k)

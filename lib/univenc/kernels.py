@@ -37,7 +37,7 @@ def _compile(name: str, defines: list) -> Path | None:
     cc = next((c for c in (os.environ.get("CC"), "cc", "gcc", "clang") if c and shutil.which(c)), None)
     if cc is None:
         return None
-    base = [cc, "-O3", "-shared", "-fPIC", "-std=c99", *defines, str(SOURCE)]
+    base = [cc, "-O3", "-shared", "-fPIC", "-std=c99", "-ffp-contract=fast", *defines, str(SOURCE)]
     # -march=native: the library is built for the machine it runs on, so the key names the machine too.
     key = hashlib.sha1(SOURCE.read_bytes() + f"{base} {platform.machine()} {platform.node()}".encode()).hexdigest()[:16]
     out = cache_dir() / f"factorized_block_{name}_{key}.so"
@@ -91,12 +91,16 @@ def disabled():
         _disabled = before
 
 
-def available(t: torch.Tensor, h_dtype: torch.dtype | None = None) -> bool:
-    """Whether the compiled kernels can run on ``t`` with h stored in ``h_dtype`` (default: ``t``'s dtype): a CPU
-    tensor of the variant's arithmetic dtype, and a C compiler here."""
+# The kernels hold the k x k taps of a filter in fixed arrays (49 pointers, 7 rows).
+MAX_KERNEL_SIZE = 7
+
+
+def available(t: torch.Tensor, h_dtype: torch.dtype | None = None, kernel_size: int = 3) -> bool:
+    """Whether the compiled kernels can run on ``t`` with h stored in ``h_dtype`` (default: ``t``'s dtype) and
+    filters of ``kernel_size``: a CPU tensor of the variant's arithmetic dtype, k <= 7, and a C compiler here."""
     variant = _VARIANTS.get(h_dtype or t.dtype)
     return (not _disabled and t.device.type == "cpu" and variant is not None and t.dtype == variant[2]
-            and load(h_dtype or t.dtype) is not None)
+            and kernel_size <= MAX_KERNEL_SIZE and load(h_dtype or t.dtype) is not None)
 
 
 def _ptr(t: torch.Tensor):

@@ -223,10 +223,10 @@ class FactorizedBlock(nn.Module):
         h_dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
         x_in = x.float() if autocast else x
         if (not self.training and not torch.is_grad_enabled() and bn.track_running_stats
-                and kernels.available(x_in, h_dtype) and not self._observed()):
+                and kernels.available(x_in, h_dtype, self.k) and not self._observed()):
             return self._inference(x_in, h_dtype)
         if not (self.training and bn.track_running_stats and bn.momentum is not None
-                and kernels.available(x_in, h_dtype)):
+                and kernels.available(x_in, h_dtype, self.k)):
             return self.pointwise(bn(self.relu_responses(x)))
         bn.num_batches_tracked += 1
         return _FactorizedTraining.apply(x_in, self.pointwise.weight, self.filters.to(x_in.dtype), bn.running_mean,

@@ -14,6 +14,11 @@
  * convolution's GEMMs then run in bfloat16 and these kernels move half the bytes. Arithmetic stays in REAL and the
  * statistics in double; values are rounded to bfloat16 (to nearest even) only where they are stored.
  */
+#if defined(__GNUC__) && !defined(__clang__)
+/* GCC would turn the short copy loops (cin values of a pixel) into calls to memcpy, which cost more than the copy
+ * itself for cin < 32: 20% of the forward pass. */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,54 +47,24 @@ typedef REAL hreal;
 #define FN(name) CAT(name, REAL)
 #endif
 
-/* Pointers to the k*k pixels that the transposed convolution gathers at output (h, w), x[h - dh + pad,
- * w - dw + pad], with "same" zero padding: taps outside the image point at `zeros`. */
-static void FN(gather)(const hreal **taps, const hreal *x, const hreal *zeros, long b, long h, long w, long H, long W,
-                       long stride, long k)
-{
-    const long pad = k / 2;
-    for (long dh = 0; dh < k; dh++)
-        for (long dw = 0; dw < k; dw++) {
-            const long hh = h - dh + pad, ww = w - dw + pad;
-            taps[dh * k + dw] = (hh < 0 || hh >= H || ww < 0 || ww >= W) ? zeros : x + ((b * H + hh) * W + ww) * stride;
-        }
-}
-
-/* out[c] = sum_t f[t] taps[t][c], c < count: the 3x3 case unrolled so that it vectorises over c. */
-static void FN(tap_sum)(REAL *restrict out, const REAL **taps, const REAL *restrict f, long T, long count)
+/* out[c] = sum_t f[t] taps[t][c] (plus out[c] with `add`), c < count: the 3x3 case unrolled so that it vectorises
+ * over c. */
+static void FN(tap_sum)(REAL *restrict out, const REAL **taps, const REAL *restrict f, long T, long count, int add)
 {
     if (T == 9) {
         const REAL *restrict t0 = taps[0], *restrict t1 = taps[1], *restrict t2 = taps[2], *restrict t3 = taps[3],
                    *restrict t4 = taps[4], *restrict t5 = taps[5], *restrict t6 = taps[6], *restrict t7 = taps[7],
                    *restrict t8 = taps[8];
         for (long c = 0; c < count; c++)
-            out[c] = f[0] * t0[c] + f[1] * t1[c] + f[2] * t2[c] + f[3] * t3[c] + f[4] * t4[c] + f[5] * t5[c] +
-                     f[6] * t6[c] + f[7] * t7[c] + f[8] * t8[c];
+            out[c] = (add ? out[c] : 0) + f[0] * t0[c] + f[1] * t1[c] + f[2] * t2[c] + f[3] * t3[c] + f[4] * t4[c] +
+                     f[5] * t5[c] + f[6] * t6[c] + f[7] * t7[c] + f[8] * t8[c];
         return;
     }
-    for (long c = 0; c < count; c++) out[c] = 0;
+    if (!add)
+        for (long c = 0; c < count; c++) out[c] = 0;
     for (long t = 0; t < T; t++) {
         const REAL *restrict x = taps[t];
         for (long c = 0; c < count; c++) out[c] += f[t] * x[c];
-    }
-}
-
-/* The same over taps stored as hreal (the backward pass's dz, in G). */
-static void FN(tap_sum_h)(REAL *restrict out, const hreal **taps, const REAL *restrict f, long T, long count)
-{
-    if (T == 9) {
-        const hreal *restrict t0 = taps[0], *restrict t1 = taps[1], *restrict t2 = taps[2], *restrict t3 = taps[3],
-                    *restrict t4 = taps[4], *restrict t5 = taps[5], *restrict t6 = taps[6], *restrict t7 = taps[7],
-                    *restrict t8 = taps[8];
-        for (long c = 0; c < count; c++)
-            out[c] = f[0] * ld(t0[c]) + f[1] * ld(t1[c]) + f[2] * ld(t2[c]) + f[3] * ld(t3[c]) + f[4] * ld(t4[c]) +
-                     f[5] * ld(t5[c]) + f[6] * ld(t6[c]) + f[7] * ld(t7[c]) + f[8] * ld(t8[c]);
-        return;
-    }
-    for (long c = 0; c < count; c++) out[c] = 0;
-    for (long t = 0; t < T; t++) {
-        const hreal *restrict x = taps[t];
-        for (long c = 0; c < count; c++) out[c] += f[t] * ld(x[c]);
     }
 }
 
@@ -159,6 +134,7 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, hreal
 #endif
         REAL *buf = calloc((size_t)(n * L + (k + 1) * Lp), sizeof(REAL));  /* z; k padded rows and a zero row */
         hreal *pair = malloc((size_t)(2 * n * L) * sizeof(hreal));  /* relu(z), relu(-z), filter-major (bf16) */
+        long held[7] = {-1, -1, -1, -1, -1, -1, -1};  /* the input row (b H + yy) each padded slot holds */
         const REAL *taps[49];
         if (!buf || !pair) failed = 1;
 #pragma omp for schedule(static)
@@ -167,16 +143,19 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, hreal
             const long b = row / H, y = row % H;
             REAL *z = buf, *rows = buf + n * L;
             hreal *hrow = h + row * W * 2 * C;
-            for (long dh = 0; dh < k; dh++) {  /* taps point into the k zero-padded input rows */
-                const long yy = y + dh - pad;
+            for (long dh = 0; dh < k; dh++) {  /* taps point into padded input rows, each copied once per thread */
+                const long yy = y + dh - pad, slot = (yy + pad) % k;  /* k consecutive rows: distinct slots */
                 const REAL *r = rows + k * Lp;  /* above or below the image: the zero row */
                 if (yy >= 0 && yy < H) {
-                    memcpy(rows + dh * Lp + pad * cin, x + (b * H + yy) * L, (size_t)L * sizeof(REAL));
-                    r = rows + dh * Lp;
+                    r = rows + slot * Lp;
+                    if (held[slot] != b * H + yy) {
+                        memcpy(rows + slot * Lp + pad * cin, x + (b * H + yy) * L, (size_t)L * sizeof(REAL));
+                        held[slot] = b * H + yy;
+                    }
                 }
                 for (long dw = 0; dw < k; dw++) taps[dh * k + dw] = r + dw * cin;
             }
-            for (long j = 0; j < n; j++) FN(tap_sum)(z + j * L, taps, f + j * T, T, L);
+            for (long j = 0; j < n; j++) FN(tap_sum)(z + j * L, taps, f + j * T, T, L, 0);
 #ifdef BF16  /* the rounding vectorises over whole rows, not over the cin values of a pixel */
             FN(relu_pair)(pair, pair + n * L, z, n * L);
             for (long w = 0; w < W; w++)
@@ -220,9 +199,7 @@ int FN(factorized_backward)(hreal *restrict G, const hreal *restrict h, const RE
                             const REAL *restrict beta, const REAL *restrict f, REAL *restrict dx,
                             long N, long H, long W, long cin, long n, long k, int nthreads)
 {
-    const long C = n * cin, T = k * k, M = N * H * W;
-    hreal *zeros = calloc((size_t)C, sizeof(hreal));  /* the taps read dz, the first C values of a pixel of G */
-    if (!zeros) return 1;
+    const long C = n * cin, T = k * k, M = N * H * W, pad = k / 2, L = W * cin, Lp = (W + 2 * pad) * cin;
     int failed = 0;
     /* dz overwrites the first half of G (a temporary chunk of images, see univenc.kernels.factorized_backward) */
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -236,29 +213,44 @@ int FN(factorized_backward)(hreal *restrict G, const hreal *restrict h, const RE
             g[i] = st(pi > 0 ? dp : (qi > 0 ? -dq : 0));
         }
     }
+    /* dx = the transposed depthwise convolution of dz, one image row at a time as in the forward pass: dz's rows
+     * are copied (to REAL) into zero-padded filter-major rows, P_j[(w + pad) cin + c] = dz[w][j cin + c], each
+     * row once per thread, and dx's row is sum_j sum_(dh, dw) f_j[dh, dw] P_j(y - dh + pad)[(w - dw + 2 pad) cin
+     * + c], loops over whole rows of W cin values. */
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
-        const hreal *taps[49];
-        REAL *restrict tmp = malloc((size_t)cin * sizeof(REAL));
-        if (!tmp) failed = 1;
+        REAL *rows = calloc((size_t)((k * n + 1) * Lp), sizeof(REAL));  /* k slots of n padded rows; a zero row */
+        long held[7] = {-1, -1, -1, -1, -1, -1, -1};  /* the dz row (b H + yy) each slot holds */
+        const REAL *taps[49];
+        if (!rows) failed = 1;
 #pragma omp for schedule(static)
         for (long row = 0; row < N * H; row++) {
-            if (!tmp) continue;
+            if (failed) continue;
             const long b = row / H, y = row % H;
-            for (long w = 0; w < W; w++) {
-                FN(gather)(taps, G, zeros, b, y, w, H, W, 2 * C, k);
-                REAL *restrict out = dx + ((b * H + y) * W + w) * cin;
-                for (long j = 0; j < n; j++) {
-                    const hreal *shifted[49];
-                    for (long t = 0; t < T; t++) shifted[t] = taps[t] + j * cin;
-                    FN(tap_sum_h)(j ? tmp : out, shifted, f + j * T, T, cin);
-                    if (j)
-                        for (long c = 0; c < cin; c++) out[c] += tmp[c];
+            for (long j = 0; j < n; j++) {
+                for (long dh = 0; dh < k; dh++) {
+                    const long yy = y - dh + pad, slot = (yy + pad) % k;
+                    const REAL *r = rows + k * n * Lp;  /* outside the image: the zero row */
+                    if (yy >= 0 && yy < H) {
+                        REAL *P = rows + (slot * n + j) * Lp;
+                        r = P;
+                        if (held[slot] != b * H + yy) {  /* fills the slot's n rows once (at j == 0) */
+                            const hreal *g = G + (b * H + yy) * W * 2 * C;
+                            for (long w = 0; w < W; w++)
+                                for (long i = 0; i < n; i++) {
+                                    REAL *restrict to = rows + (slot * n + i) * Lp + (w + pad) * cin;
+                                    const hreal *restrict from = g + w * 2 * C + i * cin;
+                                    for (long c = 0; c < cin; c++) to[c] = ld(from[c]);
+                                }
+                            held[slot] = b * H + yy;
+                        }
+                    }
+                    for (long dw = 0; dw < k; dw++) taps[dh * k + dw] = r + (2 * pad - dw) * cin;
                 }
+                FN(tap_sum)(dx + row * L, taps, f + j * T, T, L, j > 0);
             }
         }
-        free(tmp);
+        free(rows);
     }
-    free(zeros);
     return failed;
 }
