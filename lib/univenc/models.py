@@ -171,7 +171,8 @@ class FactorizedBlock(nn.Module):
     Elsewhere it computes what the naive block computes, pointwise(bn(relu_responses(x))): in eval mode when hooks
     watch ``pointwise``, so that they see its true input, as the alignment needs; on a GPU, where the launches
     of the structured form's many small ops cost more than the passes they save (0.35-0.39x the naive block's
-    speed on an H100, README); under float16 autocast; and on a CPU without a C compiler.
+    speed on an H100, README); under float16 autocast; on a CPU without a C compiler; and for filters larger than
+    7 x 7 (``univenc.kernels.MAX_KERNEL_SIZE``).
     """
 
     def __init__(self, cin: int, cout: int, filters: torch.Tensor):

@@ -13,6 +13,8 @@
  * h and G are stored as `hreal`: REAL, or with -DBF16 (and REAL=float) bfloat16, for bf16 training: the 1x1
  * convolution's GEMMs then run in bfloat16 and these kernels move half the bytes. Arithmetic stays in REAL and the
  * statistics in double; values are rounded to bfloat16 (to nearest even) only where they are stored.
+ *
+ * k <= 7: the taps of a filter live in fixed arrays (univenc.kernels.MAX_KERNEL_SIZE leaves larger ones to PyTorch).
  */
 #if defined(__GNUC__) && !defined(__clang__)
 /* GCC would turn the short copy loops (cin values of a pixel) into calls to memcpy, which cost more than the copy
