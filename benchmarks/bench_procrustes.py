@@ -5,8 +5,8 @@ images, in one run:
     python benchmarks/bench_procrustes.py [--width 1.0] [--images 2000]
 
 At width 1 (the paper's) the input of that block's 1x1 conv has d = 5120 dimensions; notebook 04 of the `paper`
-preset computes three such rotations per factorized pair. The networks are at PyTorch's initialisation (no trained paper-width network is
-needed to time an SVD); the matrix is a real cross-covariance of real images all the same.
+preset computes three such rotations per factorized pair. The networks are at PyTorch's initialisation (no trained
+paper-width network is needed to time an SVD); the matrix is a real cross-covariance of real images all the same.
 """
 import argparse
 import time

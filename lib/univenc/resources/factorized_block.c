@@ -234,8 +234,7 @@ int FN(factorized_backward)(hreal *restrict G, const hreal *restrict h, const RE
                     const long yy = y - dh + pad, slot = (yy + pad) % k;
                     const REAL *r = rows + k * n * Lp;  /* outside the image: the zero row */
                     if (yy >= 0 && yy < H) {
-                        REAL *P = rows + (slot * n + j) * Lp;
-                        r = P;
+                        r = rows + (slot * n + j) * Lp;
                         if (held[slot] != b * H + yy) {  /* fills the slot's n rows once (at j == 0) */
                             const hreal *g = G + (b * H + yy) * W * 2 * C;
                             for (long w = 0; w < W; w++)
