@@ -123,6 +123,58 @@ def test_concurrent_writers_lose_no_entry(tmp_path, monkeypatch):
     assert all(v["writer"] == int(k.split("writer=")[1][:-1]) for k, v in entries.items())
 
 
+ASKER = '''
+import sys, time
+from pathlib import Path
+from univenc.results import recorded
+
+@recorded
+def slow(i, preset, root=None):
+    with open(Path(root) / "computed.txt", "a") as fh:
+        fh.write(f"{i}\\n")
+    time.sleep(1.5)
+    return {"i": i}
+
+root, start = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))  # every process asks at the same moment
+assert [slow(i, "smoke", root) for i in range(2)] == [{"i": 0}, {"i": 1}]
+'''
+
+
+def test_processes_asking_for_one_value_at_once_compute_it_once(tmp_path, monkeypatch):
+    """Notebooks run side by side: a value that several processes ask for at once is computed by one of them,
+    and every one gets it."""
+    import os
+    import subprocess
+    import sys
+    import time
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    (tmp_path / "asker.py").write_text(ASKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.time() + 15  # after every process has imported the package
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "asker.py"), str(tmp_path), str(start)], env=env,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    assert sorted((tmp_path / "computed.txt").read_text().split()) == ["0", "1"]
+
+
+def test_locks_that_only_save_work_are_skipped_where_flock_is_refused(tmp_path, monkeypatch):
+    import univenc.storage as S
+
+    @__import__("contextlib").contextmanager
+    def refused(path):
+        raise S.LockUnavailable(37, f"cannot lock {path}: No locks available")
+        yield
+    monkeypatch.setattr(S, "file_lock", refused)
+    ran = []
+    with S.file_locks([tmp_path / "a.lock"], required=False):
+        ran.append(1)
+    assert ran == [1]
+    with pytest.raises(S.LockUnavailable), S.file_locks([tmp_path / "a.lock"]):
+        pass
+
+
 def test_record_without_flock_warns_and_still_writes(tmp_path, monkeypatch):
     import univenc.results as R
     from univenc.storage import LockUnavailable

@@ -171,6 +171,14 @@ def test_ablation_sweep_is_declared_as_data(tmp_path):
     assert Z.sweep_per_class(C.ZOO_BY_NAME["fac_cifar10_random_a"], PRESETS["cpu"]) == 250
     assert Z.ablation_checkpoint(by_name["baseline"], "random", "paper", tmp_path) == \
         Z.checkpoint_path("fac_cifar10_random_a", "paper", tmp_path)
+    # ... for the preset's sweep epochs where it names them (cpu: B.3's 4x, which fit the sweep's fewer images),
+    # scaled by each setting; else its zoo recipe's
+    random, cpu = C.ZOO_BY_NAME["fac_cifar10_random_a"], PRESETS["cpu"]
+    assert Z.ablation_config(by_name["baseline"], random, cpu).epochs == cpu.ablation_random_epochs == 4 * cpu.epochs
+    assert Z.ablation_config(by_name["epochs x3"], random, cpu).epochs == 3 * cpu.ablation_random_epochs
+    assert Z.ablation_config(by_name["baseline"], random, "paper").epochs == Z.train_config(random, "paper").epochs
+    zoo_scale = dataclasses.replace(cpu, name="cpu-zoo-scale", ablation_per_class=None)
+    assert "ablations" in str(Z.ablation_checkpoint(by_name["baseline"], "random", zoo_scale, tmp_path))
 
 
 @needs("cifar10")

@@ -25,7 +25,7 @@ from .results import recorded, results_source, settings_digest
 from .similarity import compare, compare_many, group_pairs, with_travel
 from .spatial import (PADDING_STATUS, conv_weights, layer_maps, mean_spatial_covariance, padding_dominated,
                       random_init_weights, spatial_eigenvectors, spatial_similarity)
-from .storage import load_checkpoint, save_torch
+from .storage import file_locks, load_checkpoint, save_torch
 from .training import evaluate, tensor_batches
 from .catalogue import ABLATION_NETS, ABLATIONS, PAIRS, ZOO, ZOO_BY_NAME
 from .models import for_inference, load_checkpoint_model
@@ -182,8 +182,21 @@ def _compare_zoo_pairs(pairs, p, root, fold_bn: bool, progress: bool) -> None:
     """Compare the zoo pairs [(a, b), ...] whose cache is missing or older than a checkpoint, in as few passes over
     the probe images as the memory budget allows (each network runs once per pass, whatever the number of its
     pairs), and cache them pass by pass."""
-    todo = [(a, b) for a, b in dict.fromkeys(pairs)
-            if _cached(_pair_cache(a, b, p, root, fold_bn), _pair_sources(a, b, p, root), p) is None]
+    def uncached(pairs):
+        return [(a, b) for a, b in dict.fromkeys(pairs)
+                if _cached(_pair_cache(a, b, p, root, fold_bn), _pair_sources(a, b, p, root), p) is None]
+
+    todo = uncached(pairs)
+    if not todo:
+        return
+    # Processes comparing overlapping pairs at once (notebooks run side by side) compare each pair once: the later
+    # one waits for the pairs the other is comparing, then finds them cached.
+    locks = [_pair_cache(a, b, p, root, fold_bn).with_suffix(".lock") for a, b in todo]
+    with file_locks(locks, required=False):
+        _compare_uncached(uncached(todo), p, root, fold_bn, progress)
+
+
+def _compare_uncached(todo, p, root, fold_bn: bool, progress: bool) -> None:
     if not todo:
         return
     nets = {name: zoo_net(name, p, root, fold_bn) for name in dict.fromkeys(n for pair in todo for n in pair)}

@@ -41,6 +41,8 @@ class Preset:
     # listed follows B.3 (2x / 4x the epochs, ``fig1b_lr`` / ``lr``, step schedule, ``random_per_class``).
     random_label_recipes: dict = field(default_factory=dict)
     ablation_per_class: int | None = None  # training images per class of the sweep (None: the zoo's)
+    # Epochs of the sweep's random-label partner at its baseline (None: its zoo recipe's); each setting scales them.
+    ablation_random_epochs: int | None = None
     precision: str = "auto"       # "bf16": bfloat16 autocast; "auto": where measured to pay (univenc.training)
     max_steps: int | None = None  # stop every training after this many optimiser steps (a dry run; None: off)
     # The scaling study (notebook 11): training images per class for the factorized twins and their random-label
@@ -60,7 +62,7 @@ PRESETS = {
                     notes="The paper's widths, epochs and full datasets (B.3). For a GPU."),
     "cpu": Preset("cpu", width=0.25, epochs=15, lr=0.02, fig1b_lr=0.002, per_class=1000, random_per_class=1000,
                   max_train_images=10000, checkpoint_epochs=(1, 2, 3, 5, 8, 11), eval_every=5, analysis_images=2000,
-                  fig1b_init="kaiming_relu", ablation_per_class=250,
+                  fig1b_init="kaiming_relu", ablation_per_class=250, ablation_random_epochs=60,
                   scale_per_class_factorized=(250, 1000, 5000), scale_per_class_standard=(250, 1000, 2500),
                   scale_widths=(0.125, 0.5), scale_width_per_class=1000,
                   random_label_recipes={  # the true-label partners' images, until they fit (docs/recipes.md)

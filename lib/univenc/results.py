@@ -37,7 +37,7 @@ import torch
 
 from .data import data_root
 from .presets import get_preset, is_variant
-from .storage import LockUnavailable, file_lock, load_checkpoint, save_torch
+from .storage import LockUnavailable, file_lock, file_locks, load_checkpoint, save_torch
 
 __all__ = ["RESULTS_ENV", "RECOMPUTE_ENV", "recorded", "record", "lookup", "results_file", "results_source",
            "code_digest", "source_digest", "settings_digest", "inputs_digest", "MissingResultError", "same_value"]
@@ -193,6 +193,11 @@ def _lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
+def _computing_lock(path: Path, key: str) -> Path:
+    """The lock held while the value of ``key`` of the results file ``path`` is computed: one file per key."""
+    return path.parent / "locks" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock"
+
+
 _warned_unlocked: set = set()
 
 
@@ -272,8 +277,13 @@ def recorded(fn=None, *, variants: bool = False):
         path, inputs = results_file(preset, root), inputs_digest(preset, root, variants)
         value = _reusable(path, key, inputs)
         if value is _MISSING:
-            value = _compact(fn(*args, **kwargs))
-            record(path, preset.name, key, value, inputs)
+            # Processes asking for one value at once (notebooks run side by side) compute it once: the others wait
+            # for the first, then read what it recorded.
+            with file_locks([_computing_lock(path, key)], required=False):
+                value = _reusable(path, key, inputs)
+                if value is _MISSING:
+                    value = _compact(fn(*args, **kwargs))
+                    record(path, preset.name, key, value, inputs)
         return value
     return wrapper
 

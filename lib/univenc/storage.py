@@ -91,6 +91,22 @@ def file_lock(path):
 
 
 @contextlib.contextmanager
+def file_locks(paths, required: bool = True):
+    """:func:`file_lock` on every path of ``paths``, taken in sorted order: processes that lock overlapping sets
+    never deadlock. With ``required=False``, where the file system has no working ``flock`` the block runs
+    unlocked (for locks that only save work: the block's writes are safe without them)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            for path in sorted({Path(p) for p in paths}):
+                stack.enter_context(file_lock(path))
+        except LockUnavailable:
+            if required:
+                raise
+            stack.close()
+        yield
+
+
+@contextlib.contextmanager
 def exclusive_lock(folder):
     """Hold ``folder/.lock`` (an exclusive, non-blocking flock) for the block; yields False when another process
     holds it. The OS releases it when its holder dies, even by kill -9. The holder writes its pid into the file

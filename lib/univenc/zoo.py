@@ -283,7 +283,12 @@ def _slug(text: str) -> str:
 
 
 def ablation_config(ab: Ablation, spec: NetSpec, preset) -> TrainConfig:
-    cfg = train_config(spec, preset)
+    """The recipe of ``spec`` in the sweep's setting ``ab``: its zoo recipe (for the random-label partner, with the
+    preset's ``ablation_random_epochs``) with the setting's epochs, lr or optimizer."""
+    p = get_preset(preset)
+    cfg = train_config(spec, p)
+    if spec.task.random_labels and p.ablation_random_epochs is not None:
+        cfg = replace(cfg, epochs=p.ablation_random_epochs)
     epochs = max(1, round(cfg.epochs * ab.epochs))
     cfg = replace(cfg, epochs=epochs, lr_step=max(1, epochs // 3), checkpoint_epochs=(), lr=cfg.lr * ab.lr)
     if ab.optimizer == "adamw":
@@ -300,11 +305,13 @@ def sweep_per_class(spec: NetSpec, p: Preset):
 
 
 def ablation_checkpoint(ab: Ablation, role: str, preset, root=None) -> Path:
-    """final.pt of one network of the sweep. A baseline network trained on the zoo's images is the zoo's own."""
+    """final.pt of one network of the sweep. A baseline network trained as in the zoo (its images, its epochs) is
+    the zoo's own."""
     p = get_preset(preset)
     name = ABLATION_NETS[role]
     spec = ZOO_BY_NAME[name]
-    if ab.kind == "baseline" and sweep_per_class(spec, p) == _task_for(spec, p).per_class:
+    own_epochs = not spec.task.random_labels or p.ablation_random_epochs is None
+    if ab.kind == "baseline" and sweep_per_class(spec, p) == _task_for(spec, p).per_class and own_epochs:
         return checkpoint_path(name, p, root)
     return zoo_dir(p, root) / "ablations" / _slug(ab.name) / name / "final.pt"
 
