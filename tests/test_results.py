@@ -142,8 +142,8 @@ assert [slow(i, "smoke", root) for i in range(2)] == [{"i": 0}, {"i": 1}]
 
 
 def test_processes_asking_for_one_value_at_once_compute_it_once(tmp_path, monkeypatch):
-    """Notebooks run side by side: a value that several processes ask for at once is computed by one of them,
-    and every one gets it."""
+    """A notebook in JupyterLab beside `make figures`: a value that several processes ask for at once is computed
+    by one of them, and every one gets it."""
     import os
     import subprocess
     import sys

@@ -189,8 +189,8 @@ def _compare_zoo_pairs(pairs, p, root, fold_bn: bool, progress: bool) -> None:
     todo = uncached(pairs)
     if not todo:
         return
-    # Processes comparing overlapping pairs at once (notebooks run side by side) compare each pair once: the later
-    # one waits for the pairs the other is comparing, then finds them cached.
+    # Processes comparing overlapping pairs at once (a notebook in JupyterLab beside make figures) compare each pair
+    # once: the later one waits for the pairs the other is comparing, then finds them cached.
     locks = [_pair_cache(a, b, p, root, fold_bn).with_suffix(".lock") for a, b in todo]
     with file_locks(locks, required=False):
         _compare_uncached(uncached(todo), p, root, fold_bn, progress)

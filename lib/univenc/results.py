@@ -277,8 +277,8 @@ def recorded(fn=None, *, variants: bool = False):
         path, inputs = results_file(preset, root), inputs_digest(preset, root, variants)
         value = _reusable(path, key, inputs)
         if value is _MISSING:
-            # Processes asking for one value at once (notebooks run side by side) compute it once: the others wait
-            # for the first, then read what it recorded.
+            # Processes asking for one value at once (a notebook in JupyterLab beside make figures) compute it once:
+            # the others wait for the first, then read what it recorded.
             with file_locks([_computing_lock(path, key)], required=False):
                 value = _reusable(path, key, inputs)
                 if value is _MISSING:
