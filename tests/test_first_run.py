@@ -112,3 +112,23 @@ def test_relative_folders_are_the_callers_not_the_notebooks(tmp_path, monkeypatc
     reproduce.run("smoke", data_root="my_data", figures_dir="my_figures", out_dir="my_runs", analysis_only=True,
                   only=["05_normalized_similarity"])
     assert seen["figures_dir"] == str(tmp_path / "my_figures") and seen["data_root"] == str(tmp_path / "my_data")
+
+
+def test_timings_of_one_notebook_at_a_time_add_up_to_one_table(tmp_path, monkeypatch):
+    """``--only`` runs keep the rows of the notebooks they did not run; a rerun replaces its notebook's row."""
+    import pandas as pd
+
+    from univenc import reproduce
+    runs = []  # the seconds of a notebook's row: how many times it has run
+
+    def execute(nbs, *rest):
+        runs.extend(nb.stem for nb in nbs)
+        return [dict(notebook=nb.stem, seconds=runs.count(nb.stem), peak_memory_gb=1.0) for nb in nbs]
+    monkeypatch.setattr(reproduce, "_execute", execute)
+    for only in (["05_normalized_similarity"], ["03_alignment", "04_channel_universality"],
+                 ["05_normalized_similarity"]):
+        reproduce.run("smoke", out_dir=tmp_path, analysis_only=True, only=only)
+    table = pd.read_csv(tmp_path / "timings.csv").set_index("notebook")
+    assert table.index.tolist() == ["03_alignment", "04_channel_universality", "05_normalized_similarity"]
+    assert table["seconds"].tolist() == [1, 1, 2]
+    assert table["finished"].str.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").all()

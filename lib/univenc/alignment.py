@@ -152,6 +152,32 @@ def accumulate_input_statistics(net_a, net_b, batches, pairs=None, full: bool = 
 
 
 @torch.no_grad()
+def _add_batch(stats: dict, layer_pairs: dict, captured: dict, full: bool):
+    """Add one batch's layer inputs ``captured`` ({id(module): (samples, d)}) to the sums ``stats`` of every layer
+    pair (:func:`accumulate_pair_statistics`)."""
+    squares = {key: float(p.square().sum(dtype=torch.float64)) for key, p in captured.items()}
+    for pair, layers in layer_pairs.items():
+        for i, ((na, ma), (nb, mb)) in enumerate(layers):
+            pa = captured[id(ma)]
+            pb = captured[id(mb)].to(pa.device)
+            if len(pa) != len(pb):
+                raise LayerPairingError(
+                    f"layers {na} and {nb} cannot be aligned: their inputs hold {len(pa)} and {len(pb)} samples "
+                    f"per batch (input maps of other sizes, or tokens against pixels). Pair layers that see inputs "
+                    f"of the same size.")
+            s = stats[pair][i]
+            if s is None:
+                s = stats[pair][i] = InputStatistics(np.zeros((pb.shape[1], pa.shape[1])), names=(na, nb))
+            s.cross += (pb.T @ pa).double().cpu().numpy()
+            s.count += len(pa)
+            s.sq_a += squares[id(ma)]
+            s.sq_b += squares[id(mb)]
+            if full:
+                ca, cb = (pa.T @ pa).double().cpu().numpy(), (pb.T @ pb).double().cpu().numpy()
+                s.cov_a = ca if s.cov_a is None else s.cov_a + ca
+                s.cov_b = cb if s.cov_b is None else s.cov_b + cb
+
+
 def accumulate_pair_statistics(nets: dict, layer_pairs: dict, batches, full: bool = False,
                                max_batches: int | None = None, progress: bool = True) -> dict:
     """:func:`accumulate_input_statistics` of several pairs of networks in one pass over ``batches``: each
@@ -186,27 +212,7 @@ def accumulate_pair_statistics(nets: dict, layer_pairs: dict, batches, full: boo
             for net in used.values():
                 net(x.to(next(net.parameters()).device))
             seen += 1
-            squares = {key: float(p.square().sum(dtype=torch.float64)) for key, p in captured.items()}
-            for pair, layers in layer_pairs.items():
-                for i, ((na, ma), (nb, mb)) in enumerate(layers):
-                    pa = captured[id(ma)]
-                    pb = captured[id(mb)].to(pa.device)
-                    if len(pa) != len(pb):
-                        raise LayerPairingError(
-                            f"layers {na} and {nb} cannot be aligned: their inputs hold {len(pa)} and {len(pb)} "
-                            f"samples per batch (input maps of other sizes, or tokens against pixels). Pair layers "
-                            f"that see inputs of the same size.")
-                    s = stats[pair][i]
-                    if s is None:
-                        s = stats[pair][i] = InputStatistics(np.zeros((pb.shape[1], pa.shape[1])), names=(na, nb))
-                    s.cross += (pb.T @ pa).double().cpu().numpy()
-                    s.count += len(pa)
-                    s.sq_a += squares[id(ma)]
-                    s.sq_b += squares[id(mb)]
-                    if full:
-                        ca, cb = (pa.T @ pa).double().cpu().numpy(), (pb.T @ pb).double().cpu().numpy()
-                        s.cov_a = ca if s.cov_a is None else s.cov_a + ca
-                        s.cov_b = cb if s.cov_b is None else s.cov_b + cb
+            _add_batch(stats, layer_pairs, captured, full)
             captured.clear()
     finally:
         for h in handles:

@@ -1,15 +1,15 @@
 """Run the numbered notebooks headless with papermill: ``python -m univenc.reproduce --preset cpu``.
 
 Executed copies go to ``runs/<preset>/`` (git-ignored), with ``timings.csv``: each notebook's seconds and the peak
-memory of its processes (the kernel and the jobs it starts). On a failure the runner names the notebook and the
-failing cell, keeps the partial output notebook, and exits non-zero. ``--analysis-only`` trains nothing (notebook
-01 only redraws the training curves and the zoo table); with ``--results FILE`` it reads everything from a
-results file (:mod:`univenc.results`) and needs no checkpoint and no dataset, and the notebooks, which then do not
-depend on each other, run as many at a time as there are job slots (``--jobs``; one per core), each kernel on one
-thread. ``--max-steps N`` is a dry run of the preset (:func:`univenc.presets.dry_run`): every network N optimiser
-steps, then every notebook; its figures go to ``runs/<preset>-steps<N>/figures``, never over the committed ones.
-Otherwise figures go to ``figures/`` for ``cpu`` (the committed run) and to ``figures/<preset>/`` for any other
-preset. A bad argument gets one line and exit 2.
+memory of its processes (the kernel and the jobs it starts), one row per notebook kept across runs. On a failure the
+runner names the notebook and the failing cell, keeps the partial output notebook, and exits non-zero.
+``--analysis-only`` trains nothing (notebook 01 only redraws the training curves and the zoo table); with
+``--results FILE`` it reads everything from a results file (:mod:`univenc.results`) and needs no checkpoint and no
+dataset, and the notebooks, which then do not depend on each other, run as many at a time as there are job slots
+(``--jobs``; one per core), each kernel on one thread. ``--max-steps N`` is a dry run of the preset
+(:func:`univenc.presets.dry_run`): every network N optimiser steps, then every notebook; its figures go to
+``runs/<preset>-steps<N>/figures``, never over the committed ones. Otherwise figures go to ``figures/`` for ``cpu``
+(the committed run) and to ``figures/<preset>/`` for any other preset. A bad argument gets one line and exit 2.
 """
 from __future__ import annotations
 
@@ -225,10 +225,19 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
 
 
 def _write_timings(timings: list[dict], path: Path):
+    """Write ``timings`` into ``path``, keeping the rows of notebooks this run did not execute: runs of one notebook
+    at a time (``--only``) add up to one table. Each row says when its notebook finished (UTC)."""
     import pandas as pd
 
     from .storage import atomic_write
-    atomic_write(path, lambda tmp: pd.DataFrame(timings).to_csv(tmp, index=False))
+    finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    new = pd.DataFrame([{**t, "finished": finished} for t in timings],
+                       columns=["notebook", "seconds", "peak_memory_gb", "finished"])
+    if path.exists():
+        old = pd.read_csv(path)
+        new = pd.concat([old[~old["notebook"].isin(new["notebook"])], new]) if len(old) else new
+    table = new.sort_values("notebook", kind="stable")
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def main(argv=None):

@@ -214,6 +214,54 @@ def _log_csv(rows) -> str:
     return buf.getvalue()
 
 
+def _resume(model, opt, out_dir) -> tuple[list, int]:
+    """Load ``out_dir/last.pt`` into ``model`` and ``opt`` when it exists; returns its log and epoch ([], 0 if not)."""
+    if out_dir is None or not (out_dir / "last.pt").exists():
+        return [], 0
+    ckpt = load_checkpoint(out_dir / "last.pt")
+    model.load_state_dict(ckpt["state_dict"])
+    opt.load_state_dict(ckpt["optimizer"])
+    return ckpt["log"], ckpt["epoch"]
+
+
+def _train_epoch(model, opt, batches, precision, device, channels_last, steps_left) -> tuple[float, int, int, int]:
+    """One pass over ``batches``, of at most ``steps_left`` optimiser steps (None: all of them). Returns the loss
+    summed over the images, the number classified correctly, the number of images and the steps taken."""
+    model.train()
+    # Running sums stay on the device: reading them every step would make the CPU wait for the GPU.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count = steps = 0
+    for x, y in batches:
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_in(precision, device):
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach().double() * len(y)
+        correct += (out.argmax(1) == y).sum()
+        count += len(y)
+        steps += 1
+        if steps_left is not None and steps >= steps_left:
+            break
+    if count == 0:
+        raise ValueError("the training data yielded no batch: is the training set empty?")
+    return loss_sum.item(), correct.item(), count, steps
+
+
+def _check_finite(model, loss_sum: float, epoch: int):
+    """Raise FloatingPointError when the epoch's loss or any weight is NaN or inf."""
+    if not math.isfinite(loss_sum):
+        raise FloatingPointError(f"training loss became {loss_sum} at epoch {epoch}: lower the lr")
+    not_finite = [name for name, q in model.named_parameters() if not torch.isfinite(q).all()]
+    if not_finite:  # a finite loss does not prove finite weights: taps that see only padding never reach it
+        raise FloatingPointError(f"weights of {', '.join(not_finite[:3])} became NaN or inf at epoch {epoch}, "
+                                 f"with a finite loss: a wrong gradient (another precision may avoid it)")
+
+
 def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta: dict | None = None,
         progress: bool = True, stop_after: int | None = None, train_eval_batches=None) -> dict:
     """Train ``model`` in place; resume from ``out_dir/last.pt`` when it exists.
@@ -234,12 +282,7 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
     params = [p for p in model.parameters() if p.requires_grad]
     opt = cfg.make_optimizer(params)
     out_dir = Path(out_dir) if out_dir is not None else None
-    log, start = [], 0
-    if out_dir is not None and (out_dir / "last.pt").exists():
-        ckpt = load_checkpoint(out_dir / "last.pt")
-        model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
-        log, start = ckpt["log"], ckpt["epoch"]
+    log, start = _resume(model, opt, out_dir)
     precision = resolve_precision(cfg.precision, device)
     config = {"train": {**asdict(cfg), "precision": precision}, **(meta or {})}
     if hasattr(model, "config"):  # univenc's models describe themselves: the checkpoint rebuilds them
@@ -263,36 +306,13 @@ def fit(model, train_batches, eval_batches, cfg: TrainConfig, out_dir=None, meta
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(epoch)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        model.train()
-        # Running sums stay on the device: reading them every step would make the CPU wait for the GPU.
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        count = 0
-        for x, y in train_batches(epoch, gen):
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast_in(precision, device):
-                out = model(x)
-                loss = F.cross_entropy(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach().double() * len(y)
-            correct += (out.argmax(1) == y).sum()
-            count += len(y)
-            steps += 1
-            if cfg.max_steps is not None and steps >= cfg.max_steps:
-                last = epoch + 1
-                break
-        if count == 0:
-            raise ValueError("the training data yielded no batch: is the training set empty?")
-        loss_sum, correct = loss_sum.item(), correct.item()
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"training loss became {loss_sum} at epoch {epoch + 1}: lower the lr")
-        not_finite = [name for name, q in model.named_parameters() if not torch.isfinite(q).all()]
-        if not_finite:  # a finite loss does not prove finite weights: taps that see only padding never reach it
-            raise FloatingPointError(f"weights of {', '.join(not_finite[:3])} became NaN or inf at epoch {epoch + 1}, "
-                                     f"with a finite loss: a wrong gradient (another precision may avoid it)")
+        steps_left = None if cfg.max_steps is None else cfg.max_steps - steps
+        loss_sum, correct, count, taken = _train_epoch(model, opt, train_batches(epoch, gen), precision, device,
+                                                       channels_last, steps_left)
+        steps += taken
+        if steps_left is not None and taken >= steps_left:
+            last = epoch + 1
+        _check_finite(model, loss_sum, epoch + 1)
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == last:
             test_loss, test_acc = evaluate_in(precision, model, eval_batches())
         else:
