@@ -1,7 +1,8 @@
-"""The `paper` preset's path on a CPU: networks of the paper zoo at full width on their full data, one optimiser
-step each (a dry run, :func:`univenc.presets.dry_run`), through the same job runner as a real run, then the
-analysis at paper width (layers of d = 4608 and 5120 inputs, 512 channels). The whole dry run, every notebook
-included, is ``make reproduce PRESET=paper MAX_STEPS=N`` (run to its end on 2 CPU cores at N = 20, every notebook in 5.2 hours: docs/measurements.md)."""
+"""The `paper` preset's path on a CPU: networks of the paper zoo at full width on their full data, one optimiser step
+each (a dry run, :func:`univenc.presets.dry_run`), through the same job runner as a real run, then the analysis at
+paper width (layers of d = 4608 and 5120 inputs, 512 channels). The whole dry run, every notebook included, is
+``make reproduce PRESET=paper MAX_STEPS=N`` (run to its end on 2 CPU cores at N = 20, every notebook in 5.2 hours:
+docs/measurements.md)."""
 import dataclasses
 
 import pytest
