@@ -59,6 +59,16 @@ def test_pairs_sharing_networks_run_each_network_once_per_batch_and_match_all_at
             assert s.sq_b == pytest.approx((pb ** 2).sum(), rel=1e-12) and s.count == 24 * 49
 
 
+def test_alignment_passes_record_no_autograd_graph():
+    """The passes only read layer inputs: a graph per batch would hold every activation of every network."""
+    nets = {key: small_net(seed) for key, seed in zip("ab", (0, 1))}
+    tracked = []
+    for net in nets.values():
+        net.register_forward_hook(lambda m, i, o: tracked.append(o.requires_grad))
+    accumulate_pair_statistics(nets, {("a", "b"): pair_layers(nets["a"], nets["b"])},
+                               [torch.randn(4, 3, 7, 7, dtype=torch.float64)], progress=False)
+    assert tracked == [False, False]
+
 def test_procrustes_matches_scipy_on_layer_inputs():
     a, b = small_net(0), small_net(3)
     x = torch.randn(16, 3, 6, 6, dtype=torch.float64)

@@ -151,7 +151,6 @@ def accumulate_input_statistics(net_a, net_b, batches, pairs=None, full: bool = 
                                       progress)[("a", "b")]
 
 
-@torch.no_grad()
 def _add_batch(stats: dict, layer_pairs: dict, captured: dict, full: bool):
     """Add one batch's layer inputs ``captured`` ({id(module): (samples, d)}) to the sums ``stats`` of every layer
     pair (:func:`accumulate_pair_statistics`)."""
@@ -178,6 +177,7 @@ def _add_batch(stats: dict, layer_pairs: dict, captured: dict, full: bool):
                 s.cov_b = cb if s.cov_b is None else s.cov_b + cb
 
 
+@torch.no_grad()
 def accumulate_pair_statistics(nets: dict, layer_pairs: dict, batches, full: bool = False,
                                max_batches: int | None = None, progress: bool = True) -> dict:
     """:func:`accumulate_input_statistics` of several pairs of networks in one pass over ``batches``: each
