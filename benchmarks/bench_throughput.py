@@ -11,6 +11,7 @@ aggregate rate of each architecture.
     python benchmarks/bench_throughput.py --preset paper                                # GPU: 1/2/4/8 jobs
     python benchmarks/bench_throughput.py --preset paper --precision fp32 bf16 --compile
     python benchmarks/bench_throughput.py --preset cpu --jobs 1 2 --archs vgg --images 2000   # this CPU
+    python benchmarks/bench_throughput.py --preset cpu --jobs 2 --archs vit convnext --compile --images 5000
 """
 import argparse
 import multiprocessing as mp
@@ -23,14 +24,14 @@ import pandas as pd
 import torch
 
 from univenc.data import TaskData, load_dataset
-from univenc.models import factorized_vgg11, resnet18, vgg11
+from univenc.models import convnext_atto, factorized_vgg11, resnet18, vgg11, vit_tiny32
 from univenc.runner import zoo_tasks
 from univenc.training import TrainConfig, train
 from univenc.catalogue import ZOO_BY_NAME
 from univenc.presets import get_preset
 
 ARCHS = {"vgg": lambda w: vgg11(width=w), "factorized": lambda w: factorized_vgg11(width=w),
-         "resnet18": lambda w: resnet18()}
+         "resnet18": lambda w: resnet18(), "convnext": lambda w: convnext_atto(), "vit": lambda w: vit_tiny32()}
 
 
 def job(arch, width, precision, compile_, images, epochs, threads, barrier, results):

@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from univenc.alignment import (LayerPairingError, accumulate_input_statistics, accumulate_pair_statistics,
-                               analysed_layers, pair_layers, procrustes)
+from univenc.alignment import (LayerPairingError, _sum_of_squares, accumulate_input_statistics,
+                               accumulate_pair_statistics, analysed_layers, pair_layers, procrustes)
 
 
 def small_net(seed, width=6, k=3):
@@ -92,6 +92,14 @@ def test_procrustes_is_semi_orthogonal_and_recovers_rotations(da, db, seed):
     o = scipy.linalg.qr(rng.standard_normal((da, da)))[0]
     x = rng.standard_normal((200, da))
     np.testing.assert_allclose(procrustes((x @ o.T).T @ x), o, atol=1e-8)
+
+
+def test_float32_sums_of_squares_are_as_exact_as_a_float64_sum():
+    # a million float32 samples per column: a float32 running sum (or one BLAS dot) is off by 1e-5 or more here
+    p = torch.rand(1_000_000, 4, generator=torch.Generator().manual_seed(0))
+    oracle = float(np.sum(p.numpy().astype(np.float64) ** 2))
+    assert _sum_of_squares(p) == pytest.approx(oracle, rel=1e-7)
+    assert _sum_of_squares(p.double()) == pytest.approx(oracle, rel=1e-13)
 
 
 def test_residual_is_zero_for_a_rotated_copy():

@@ -151,10 +151,17 @@ def accumulate_input_statistics(net_a, net_b, batches, pairs=None, full: bool = 
                                       progress)[("a", "b")]
 
 
+def _sum_of_squares(p: torch.Tensor) -> float:
+    """|p|^2 summed over all entries of p (samples, d), as a Python float: per-column sums in p's dtype (torch's
+    cascade summation, about 1e-9 relative in float32), added up in float64. As exact as summing a float64 copy of
+    p, without writing one: the copy took a fifth of an alignment pass (``benchmarks/bench_alignment.py``)."""
+    return float(p.square().sum(0).double().sum())
+
+
 def _add_batch(stats: dict, layer_pairs: dict, captured: dict, full: bool):
     """Add one batch's layer inputs ``captured`` ({id(module): (samples, d)}) to the sums ``stats`` of every layer
     pair (:func:`accumulate_pair_statistics`)."""
-    squares = {key: float(p.square().sum(dtype=torch.float64)) for key, p in captured.items()}
+    squares = {key: _sum_of_squares(p) for key, p in captured.items()}
     for pair, layers in layer_pairs.items():
         for i, ((na, ma), (nb, mb)) in enumerate(layers):
             pa = captured[id(ma)]
