@@ -69,6 +69,7 @@ def test_alignment_passes_record_no_autograd_graph():
                                [torch.randn(4, 3, 7, 7, dtype=torch.float64)], progress=False)
     assert tracked == [False, False]
 
+
 def test_procrustes_matches_scipy_on_layer_inputs():
     a, b = small_net(0), small_net(3)
     x = torch.randn(16, 3, 6, 6, dtype=torch.float64)

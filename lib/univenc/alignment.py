@@ -153,8 +153,8 @@ def accumulate_input_statistics(net_a, net_b, batches, pairs=None, full: bool = 
 
 def _sum_of_squares(p: torch.Tensor) -> float:
     """|p|^2 summed over all entries of p (samples, d), as a Python float: per-column sums in p's dtype (torch's
-    cascade summation, about 1e-8 relative in float32), added up in float64. As exact as summing a float64 copy of
-    p, without writing one: the copy cost 8% of a pass of 28 pairs (``benchmarks/bench_pair_pass.py``)."""
+    cascade summation), added up in float64: within about 1e-8 of summing a float64 copy of p, without writing one
+    (the copy cost 8% of a pass of 28 pairs, ``benchmarks/bench_pair_pass.py``)."""
     return float(p.square().sum(0).double().sum())
 
 
