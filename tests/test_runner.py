@@ -68,6 +68,49 @@ def test_a_job_killed_mid_run_is_resumed_to_the_uninterrupted_weights(tmp_path):
     assert_resumed_to_the_uninterrupted_weights(NETS, PRESET, ref_root, root)
 
 
+def _ended(pid):
+    import psutil
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@needs("cifar10")
+@pytest.mark.parametrize("how", ["interrupted", "killed"])
+def test_a_run_interrupted_or_killed_stops_the_local_jobs_it_started(tmp_path, how):
+    """Real processes: a run (as in a notebook's kernel) trains one long network in a local job; Ctrl-C (SIGINT) or
+    kill -9 of the run ends the job within seconds, mid-training, instead of leaving it to train on beside the next
+    run's jobs."""
+    root = _root(tmp_path, "root")
+    epochs = 10_000  # far longer than the test: only a stopped job leaves the network unfinished
+    script = ("import dataclasses\n"
+              "from univenc.presets import PRESETS\n"
+              "from univenc.runner import JobOptions, run_zoo\n"
+              f"p = dataclasses.replace(PRESETS['smoke'], epochs={epochs}, checkpoint_epochs=(), eval_every={epochs})\n"
+              f"run_zoo(p, {str(root)!r}, JobOptions(jobs=1, threads=1), only=['vgg_k3_cifar10'], progress=False)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    folder = Z.checkpoint_path("vgg_k3_cifar10", "smoke", root).parent
+    job = None
+    try:
+        _wait_for(lambda: (folder / "log.csv").exists() and (folder / ".lock").read_text().strip())
+        job = int((folder / ".lock").read_text())
+        assert job != run.pid  # it trains in a job process
+        sent = signal.SIGINT if how == "interrupted" else signal.SIGKILL
+        run.send_signal(sent)
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == -sent  # the interrupt is not swallowed
+        _wait_for(lambda: _ended(job), timeout=30)
+    finally:
+        run.kill()
+        if job is not None and not _ended(job):
+            os.kill(job, signal.SIGKILL)
+    if how == "interrupted":
+        assert "KeyboardInterrupt: stopped 1 local job(s)" in err
+    assert not (folder / "final.pt").exists()
+    assert 1 <= load_checkpoint(folder / "last.pt")["epoch"] < epochs  # stopped mid-run, resumable
+
+
 @needs("cifar10")
 def test_a_network_that_fails_fails_the_zoo_step_and_is_named(tmp_path):
     """Real processes: one network's resume point is corrupt; the other trains, and the step fails naming it."""

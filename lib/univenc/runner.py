@@ -11,7 +11,8 @@ so the jobs share the cores without oversubscription (two 2-thread trainings on 
 A per-network file lock (``univenc.storage.exclusive_lock``, taken by ``train_zoo``) makes sure two runners
 (two shells, two cluster jobs) never train the same network; a job killed mid-epoch (kill -9, preemption, time
 limit) leaves its ``last.pt``, and the next run resumes it to the same weights as an uninterrupted run
-(``univenc.training``).
+(``univenc.training``). Interrupted (Ctrl-C, a notebook's stop button) or killed, a run stops the local jobs it
+started, so that they never train on beside the next run's; Slurm jobs go on.
 """
 from __future__ import annotations
 
@@ -146,15 +147,20 @@ def train_task(task: Task, preset, root=None, threads: int | None = None) -> dic
     return {"network": task.label, "status": out["status"], "seconds": round(out.get("seconds", 0.0), 1)}
 
 
-def train_tasks(tasks: list[Task], preset, root=None, threads: int | None = None, status_file=None) -> list[dict]:
+def train_tasks(tasks: list[Task], preset, root=None, threads: int | None = None, status_file=None,
+                parent: tuple[int, float] | None = None) -> list[dict]:
     """What one job runs: go through ``tasks`` in order and train each one that is neither trained nor held by
     another runner, one after another in this process, so that the job pays its start-up (Python, torch, the
     datasets) once. Several such jobs given the same list share it out between them through the networks' locks.
     A network whose training raises is reported "failed: ..." (its traceback goes to the job's log) and the job
-    goes on with the next. ``status_file``: where the job writes the label of the network it trains (progress)."""
+    goes on with the next. ``status_file``: where the job writes the label of the network it trains (progress).
+    ``parent``: (pid, start time) of the process that started this job on this machine; the job stops when that
+    process is gone (:func:`_stop_when_gone`)."""
     import traceback
 
     from .storage import atomic_write
+    if parent is not None:
+        _stop_when_gone(*parent)
     p = get_preset(preset)
     rows = []
     for task in tasks:
@@ -168,6 +174,52 @@ def train_tasks(tasks: list[Task], preset, root=None, threads: int | None = None
             traceback.print_exc()
             rows.append({"network": task.label, "status": f"failed: {_last_line(err)}"})
     return rows
+
+
+def _process_identity(pid: int | None = None) -> tuple[int, float]:
+    """(pid, start time) of a process: a pid alone may be reused by another process once the first has ended."""
+    import psutil
+    proc = psutil.Process(pid)
+    return proc.pid, proc.create_time()
+
+
+def _stop_when_gone(pid: int, started: float, every_s: float = 1.0) -> None:
+    """Interrupt this process's main thread (a KeyboardInterrupt in its training, whose last epoch's ``last.pt`` the
+    next run resumes) once the process ``(pid, started)`` has ended. A local job's starter killed outright (kill -9, a
+    notebook kernel shut down) cannot stop its jobs, which would otherwise train on beside the next run's jobs:
+    two jobs too many on the cores, each many times slower."""
+    import _thread
+    import threading
+
+    import psutil
+
+    def alive():
+        try:
+            proc = psutil.Process(pid)
+            return proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    def watch():
+        while alive():
+            time.sleep(every_s)
+        print(f"univenc: the process that started this job (pid {pid}) has ended: the job stops; its network "
+              f"resumes from its last epoch on the next run", file=sys.stderr, flush=True)
+        _thread.interrupt_main()
+
+    threading.Thread(target=watch, name="univenc-parent-watch", daemon=True).start()
+
+
+def _stop_local_jobs(jobs, wait_s: float = 30.0) -> int:
+    """Cancel this machine's unfinished jobs (submitit sends SIGINT, then SIGKILL a second later) and wait up to
+    ``wait_s`` for them to end. Returns how many were running."""
+    running = [job for job in jobs if not job.done()]
+    for job in running:
+        job.cancel(check=False)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not all(job.done() for job in running):
+        time.sleep(0.05)
+    return len(running)
 
 
 def _last_line(err: BaseException) -> str:
@@ -334,16 +386,30 @@ def _run_wave(pending, p, root, options, progress, poll_s) -> pd.DataFrame:
     run_dir = folder / "status" / uuid.uuid4().hex[:8]
     run_dir.mkdir(parents=True, exist_ok=True)
     status_files = [run_dir / f"job{i}.txt" for i in range(n_jobs)]
-    jobs = [ex.submit(train_tasks, pending, p, root, threads, status_files[i]) for i in range(n_jobs)]
+    local = options.executor == "local"
+    parent = _process_identity() if local else None  # local jobs end with this process
+    jobs = [ex.submit(train_tasks, pending, p, root, threads, status_files[i], parent) for i in range(n_jobs)]
     bars = _Bars(pending, p, root, n_jobs, threads, progress)
     ended, last_asked = set(), time.monotonic()
-    while len(ended) < len(jobs):
-        time.sleep(poll_s)
-        bars.update(status_files)
-        ask_slurm = options.executor == "slurm" and time.monotonic() - last_asked > 10
-        last_asked = time.monotonic() if ask_slurm else last_asked
-        ended |= {i for i, job in enumerate(jobs)
-                  if i not in ended and (job.done() or (ask_slurm and _slurm_ended(job)))}
+    try:
+        while len(ended) < len(jobs):
+            time.sleep(poll_s)
+            bars.update(status_files)
+            ask_slurm = not local and time.monotonic() - last_asked > 10
+            last_asked = time.monotonic() if ask_slurm else last_asked
+            ended |= {i for i, job in enumerate(jobs)
+                      if i not in ended and (job.done() or (ask_slurm and _slurm_ended(job)))}
+    except BaseException as err:  # Ctrl-C, a notebook's interrupt: this machine's jobs stop too, the cluster's go on
+        bars.close()
+        if local:
+            stopped = _stop_local_jobs(jobs)
+            print(f"univenc: {type(err).__name__}: stopped {stopped} local job(s). Their networks resume from "
+                  f"their last epoch on the next run.", file=sys.stderr, flush=True)
+        else:
+            ids = " ".join(str(job.job_id) for job in jobs)
+            print(f"univenc: {type(err).__name__}: the Slurm jobs go on (scancel {ids} stops them).",
+                  file=sys.stderr, flush=True)
+        raise
     bars.update(status_files)
     bars.close()
     return _status_table(pending, jobs, status_files, p, root)
