@@ -95,7 +95,7 @@ def test_procrustes_is_semi_orthogonal_and_recovers_rotations(da, db, seed):
     np.testing.assert_allclose(procrustes((x @ o.T).T @ x), o, atol=1e-8)
 
 
-def test_float32_sums_of_squares_are_as_exact_as_a_float64_sum():
+def test_float32_sums_of_squares_agree_with_a_float64_oracle():
     # a million float32 samples per column: one float32 BLAS dot over them all is off by 1.6e-5 here
     p = torch.rand(1_000_000, 4, generator=torch.Generator().manual_seed(0))
     oracle = float(np.sum(p.numpy().astype(np.float64) ** 2))

@@ -1,5 +1,6 @@
 """The zoo as jobs (submitit's local executor): real processes sharing one list of networks, a job killed with
-kill -9 mid-run and resumed to the weights of an uninterrupted run, a failing network named, the per-network lock."""
+kill -9 mid-run and resumed to the weights of an uninterrupted run, a run interrupted or killed that stops its jobs,
+a failing network named, the per-network lock."""
 import dataclasses
 import os
 import signal
