@@ -275,10 +275,12 @@ class _FactorizedTraining(torch.autograd.Function):
         M, cout = N * H * Wd, w.shape[0]
         need_x = ctx.needs_input_grad[0]
         dy = dy.to(h.dtype).contiguous(memory_format=torch.channels_last)
-        # dy^T h and g = dy summed over pixels (a bias gradient) in one call; the kernel makes G = dy W' in chunks
-        _, dyh, g = torch.ops.aten.convolution_backward(dy, h, w[:, :, None, None].to(h.dtype), [cout], [1, 1], [0, 0],
-                                                        [1, 1], False, [0, 0], 1, [False, True, True])
-        dyh, g = dyh.to(w.dtype), g.to(w.dtype)
+        # dy^T h as one GEMM over the channels-last (M, C) views: on CPUs with AMX, 2-3x faster in bfloat16 than
+        # the 1x1 convolution's weight gradient (benchmarks/README.md); g = dy summed over pixels. The kernel
+        # makes G = dy W' in chunks.
+        dy_mc = dy.permute(0, 2, 3, 1).reshape(M, cout)
+        dyh = torch.mm(dy_mc.t(), h.permute(0, 2, 3, 1).reshape(M, C2)).to(w.dtype)
+        g = dy_mc.sum(0).to(w.dtype)
         dw = torch.addr(dyh.view(cout, C2), g, mean, alpha=-1).mul_(inv)  # dL/dW = dy^T u
         dweight = _naive_order(dw, n, cin)[:, :, None, None]
         dx = None
