@@ -275,7 +275,7 @@ class _FactorizedTraining(torch.autograd.Function):
         M, cout = N * H * Wd, w.shape[0]
         need_x = ctx.needs_input_grad[0]
         dy = dy.to(h.dtype).contiguous(memory_format=torch.channels_last)
-        # dy^T h as one GEMM over the channels-last (M, C) views: on CPUs with AMX, 2-3x faster in bfloat16 than
+        # dy^T h as one GEMM over the channels-last (M, C) views: on a CPU with AMX about 2x faster in bfloat16 than
         # the 1x1 convolution's weight gradient (benchmarks/README.md); g = dy summed over pixels. The kernel
         # makes G = dy W' in chunks.
         dy_mc = dy.permute(0, 2, 3, 1).reshape(M, cout)
