@@ -176,10 +176,10 @@ def train_tasks(tasks: list[Task], preset, root=None, threads: int | None = None
     return rows
 
 
-def _process_identity(pid: int | None = None) -> tuple[int, float]:
-    """(pid, start time) of a process: a pid alone may be reused by another process once the first has ended."""
+def _process_identity() -> tuple[int, float]:
+    """(pid, start time) of this process: a pid alone may be reused by another process once the first has ended."""
     import psutil
-    proc = psutil.Process(pid)
+    proc = psutil.Process()
     return proc.pid, proc.create_time()
 
 
