@@ -1,9 +1,11 @@
-"""The factorized VGG-11's training step of this checkout against another git revision's: its whole factorized
-block (``univenc.models`` and the compiled kernels of ``univenc.kernels``, its C source built with its own compiler
-flags), on the same real CIFAR-10 batches, the two taking turns step by step in one run, float32 and under bfloat16
-autocast:
+"""A zoo network's training step with this checkout's ``univenc.models`` against another git revision's: for the
+factorized VGG-11 its whole factorized block (``univenc.models`` and the compiled kernels of ``univenc.kernels``, its
+C source built with its own compiler flags), for the others their convolutions (``univenc.models.Conv2d``), on the
+same real CIFAR-10 batches, the two taking turns step by step in one run, float32 and under bfloat16 autocast:
 
-    python benchmarks/bench_kernels.py [--against 0acb256~1] [--width 0.25] [--steps 30]
+    python benchmarks/bench_kernels.py [--against 0acb256~1] [--arch factorized] [--width 0.25] [--steps 30]
+
+``--arch``: factorized, vgg (both at ``--width``), resnet18, convnext or vit.
 
 Prints the median images/s of each version and their ratio. The data, seeds and optimisers are the same; the
 revision's ``lib/univenc`` is imported from a temporary copy, as the package ``univenc_then``.
@@ -43,6 +45,12 @@ def models_of(revision: str, into: Path):
     return importlib.import_module("univenc_then.models")
 
 
+def network(module, arch: str, width: float):
+    if arch in ("factorized", "vgg"):
+        return module.VGG(width=width, factorized=arch == "factorized")
+    return module.ARCHITECTURES[arch](10)
+
+
 def step_seconds(model, opt, x, y, bf16):
     t = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -56,7 +64,8 @@ def step_seconds(model, opt, x, y, bf16):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--against", default="0acb256~1", help="the git revision whose factorized block to compare with")
-    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--arch", default="factorized", choices=["factorized", "vgg", *models.ARCHITECTURES])
+    ap.add_argument("--width", type=float, default=0.25, help="of the VGG-11s")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per version and precision (median)")
     args = ap.parse_args()
     x, y = load_dataset("cifar10", train=True)
@@ -64,13 +73,13 @@ def main():
     batches = [(b.contiguous(memory_format=torch.channels_last), t) for b, t in batches]
     with tempfile.TemporaryDirectory() as tmp:
         versions = {args.against: models_of(args.against, Path(tmp)), "this checkout": models}
-        print(f"{torch.get_num_threads()} threads, width {args.width}, batch 128, real CIFAR-10 batches; "
-              f"factorized block of {args.against} vs this checkout, steps taken in turn")
+        print(f"{torch.get_num_threads()} threads, {args.arch}, batch 128, real CIFAR-10 batches; "
+              f"univenc.models of {args.against} vs this checkout, steps taken in turn")
         for bf16 in (False, True):
             nets = {}
             for label, module in versions.items():
                 torch.manual_seed(0)
-                m = module.VGG(width=args.width, factorized=True).to(memory_format=torch.channels_last).train()
+                m = network(module, args.arch, args.width).to(memory_format=torch.channels_last).train()
                 nets[label] = (m, torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.01,
                                                   momentum=0.9))
             seconds = {label: [] for label in versions}

@@ -158,6 +158,21 @@ def test_s_is_undefined_where_the_ceiling_comes_close_to_the_floor():
     assert NormalisedSimilarity(0.5, np.array([0.3]), np.array([0.2])).status.endswith("above the noise)")
 
 
+@given(st.floats(0.0, 0.4), st.floats(0.45, 0.95), st.floats(-0.2, 1.2), st.floats(1e-4, 1e-3))
+def test_s_spread_is_the_first_order_sd_of_s_over_the_draws(floor, ceiling, cos, eps):
+    """With independent draws (sample covariance 0), it equals the sd of S over paired draws to first order in
+    their scatter; where one draw's ceiling meets its floor it stays bounded by the means' gap."""
+    from univenc.similarity import NormalisedSimilarity
+    a, b = np.array([-1.0, 1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0, 1.0])  # mean(a b) = mean(a) mean(b) = 0
+    sim = NormalisedSimilarity(cos, floor + eps * a, ceiling + eps * b)
+    per_draw = np.std((cos - sim.floor) / (sim.ceiling - sim.floor))
+    assert sim.spread == pytest.approx(per_draw, rel=1e-2, abs=1e-9)
+    wild = NormalisedSimilarity(cos, np.array([floor, floor]), np.array([floor + 1e-6, 2 * ceiling - floor - 1e-6]))
+    gap = ceiling - floor
+    assert wild.spread <= abs(cos - floor) / gap + 1e-12  # the sd over paired draws: |cos - floor| / 1e-6 / 2
+    assert np.isnan(NormalisedSimilarity(cos, np.array([floor]), np.array([ceiling])).spread)
+
+
 def test_s_is_undefined_where_network_b_keeps_no_eigenvalue_above_the_noise():
     # A C2 that eq. 3 shrinks to 0 has cos 0 with anything: without this rule S came out below the floor (-1.0 for
     # a cpu ResNet-18's downsampling layer against a VGG), a number about that layer's lack of structure.

@@ -2,7 +2,7 @@
 from dataclasses import replace
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 import torch
 
@@ -138,6 +138,50 @@ def test_bf16_weight_gradient_is_zero_on_taps_that_see_only_padding():
     assert conv.weight.grad[:, :, padding_only].abs().max() == 0
     with torch.autocast("cpu", dtype=torch.bfloat16):  # where every tap sees the map, the block stays bfloat16
         assert conv(torch.randn(2, 128, 8, 8)).dtype == torch.bfloat16
+
+
+@given(height=st.integers(1, 5), width=st.integers(1, 5), k=st.integers(1, 5), pad=st.integers(0, 3),
+       extra_stride=st.integers(0, 2), bias=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_conv_as_gemm_equals_conv2d_and_its_gradients_in_float64(height, width, k, pad, extra_stride, bias):
+    """Every conv with a 1x1 output map: the stride is at least what leaves one position."""
+    from univenc.models import conv_as_gemm
+    assume(min(height, width) + 2 * pad >= k)
+    stride = (height + 2 * pad - k + 1 + extra_stride, width + 2 * pad - k + 1 + extra_stride)
+    g = torch.Generator().manual_seed(height * 1000 + width * 100 + k * 10 + pad)
+    x = torch.randn(3, 4, height, width, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(5, 4, k, k, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True) if bias else None
+    dy = torch.randn(3, 5, 1, 1, dtype=torch.float64, generator=g)
+    results = []
+    for conv in (conv_as_gemm, lambda *args: torch.nn.functional.conv2d(*args)):
+        y = conv(x, w, b, stride, (pad, pad))
+        results.append((y, *torch.autograd.grad(y, [x, w] + ([b] if bias else []), dy)))
+    for got, want in zip(*results):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="1x1 output map"):
+        conv_as_gemm(x, w, b, (1, 1), (k, k))  # padding k: a larger output
+
+
+@pytest.mark.parametrize("k, size, stride", [(3, 1, 1), (3, 2, 2), (1, 2, 2), (7, 1, 1)])
+def test_convs_onto_1x1_maps_run_as_one_bfloat16_gemm_under_autocast_at_its_rounding(k, size, stride):
+    """The ResNet-18's layer4 convs (3x3 on 1x1 maps, and the stride-2 ones onto them) take the GEMM under CPU
+    autocast: bfloat16 output, values and weight gradient at bfloat16 rounding of float32's, and exactly 0 on the
+    taps that see only padding."""
+    from univenc.models import Conv2d
+    torch.manual_seed(0)
+    conv = Conv2d(64, 32, k, stride=stride, padding=k // 2, bias=False)
+    x = torch.randn(16, 64, size, size).contiguous(memory_format=torch.channels_last)
+    want = conv(x)
+    want_grad, = torch.autograd.grad(want.sum(), conv.weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = conv(x)
+    got_grad, = torch.autograd.grad(got.float().sum(), conv.weight)
+    assert got.dtype == torch.bfloat16 and got.shape == want.shape == (16, 32, 1, 1)
+    torch.testing.assert_close(got.float(), want, rtol=0.02, atol=0.02 * want.abs().max().item())
+    torch.testing.assert_close(got_grad, want_grad, rtol=0.02, atol=0.02 * want_grad.abs().max().item())
+    assert torch.equal(got_grad == 0, want_grad == 0)
 
 
 @given(size=st.integers(1, 9), k=st.integers(1, 8), stride=st.integers(1, 3), pad=st.integers(0, 4),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import math
 import re
 import sys
 import weakref
@@ -21,10 +22,10 @@ from torch.autograd.function import once_differentiable
 from . import kernels
 from .storage import load_checkpoint
 
-__all__ = ["VGG", "Conv2d", "sees_only_padding", "guard_padding_taps", "FactorizedBlock", "NaiveFactorizedBlock",
-           "vgg11", "factorized_vgg11", "resnet18", "convnext_atto", "vit_tiny32", "ARCHITECTURES",
-           "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model", "checkpoint_epoch", "for_inference",
-           "canonical_spatial_filters", "VGG11_CHANNELS",
+__all__ = ["VGG", "Conv2d", "conv_as_gemm", "conv_output_size", "sees_only_padding", "guard_padding_taps",
+           "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11", "resnet18", "convnext_atto",
+           "vit_tiny32", "ARCHITECTURES", "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model",
+           "checkpoint_epoch", "for_inference", "canonical_spatial_filters", "VGG11_CHANNELS",
            "CANONICAL_FILTERS_FILE"]
 
 # Configuration "A": 8 conv layers; "M" is a 2x2 max-pool.
@@ -42,20 +43,55 @@ def canonical_spatial_filters(path=None) -> torch.Tensor:
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` that runs in float32 under CPU autocast where some of its taps see only padding (for every
-    output position: a 7x7 kernel on 2x2 maps, a stride-2 3x3 kernel on 2x2 maps). There, oneDNN's bfloat16 weight
-    gradient is wrong: measured with PyTorch 2.14.1 on 2x2 maps, 7x7 kernels and 128 channels, it put values up to
-    1e3 on the taps whose true gradient is 0, and a VGG-11 with k = 7 ended with weights of 1e37 and NaN in its
-    last two layers. Those layers are tiny."""
+    """``nn.Conv2d`` with two changes under CPU autocast, where oneDNN's bfloat16 convolutions fail on small maps:
+
+    - where its output map is 1x1 (a ResNet-18's layer4 on 32x32 inputs), it runs as one GEMM over the taps that
+      see the input (:func:`conv_as_gemm`): oneDNN took 38 ms for a 3x3 conv of 512 channels on 1x1 maps, forward
+      and backward, against 6 ms for the GEMM (``benchmarks/README.md``);
+    - elsewhere it runs in float32 where some of its taps see only padding (for every output position: a 7x7
+      kernel on 2x2 maps). There, oneDNN's bfloat16 weight gradient is wrong: measured with PyTorch 2.14.1 on 2x2
+      maps, 7x7 kernels and 128 channels, it put values up to 1e3 on the taps whose true gradient is 0, and a
+      VGG-11 with k = 7 ended with weights of 1e37 and NaN in its last two layers. The GEMM gives those taps
+      exactly 0.
+
+    Without autocast it is ``nn.Conv2d``."""
 
     def forward(self, x):
+        if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
+            return super().forward(x)
+        if self.groups == 1 and self.padding_mode == "zeros" and self.padding != "same" and self.dilation == (1, 1):
+            pads = (0, 0) if self.padding == "valid" else self.padding
+            if conv_output_size(x.shape[-2:], self.kernel_size, self.stride, pads) == (1, 1):
+                return conv_as_gemm(x.to(torch.get_autocast_dtype("cpu")), self.weight, self.bias, self.stride, pads)
         pads = (self.padding,) * 2 if isinstance(self.padding, str) else self.padding  # "same", "valid": both axes
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and any(
-                sees_only_padding(*args) for args in zip(x.shape[-2:], self.kernel_size, self.stride, pads,
-                                                         self.dilation)):
+        if any(sees_only_padding(*args) for args in zip(x.shape[-2:], self.kernel_size, self.stride, pads,
+                                                          self.dilation)):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float())
         return super().forward(x)
+
+
+def conv_output_size(size, kernel_size, stride, padding) -> tuple:
+    """(height, width) of a convolution's output (dilation 1, integer padding) on inputs of ``size``."""
+    return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel_size, stride, padding))
+
+
+def conv_as_gemm(x, weight, bias, stride, padding) -> torch.Tensor:
+    """``F.conv2d`` whose output map is 1x1 (groups 1, dilation 1, zero integer padding) as one GEMM: the input's
+    window under the taps that see it, (N, Cin * taps), times those taps' weights. The taps that see only padding
+    are left out, so their gradient is exactly 0 and a 3x3 kernel on a 1x1 map costs a 1x1 one.
+    x: (N, Cin, H, W); weight: (Cout, Cin, kh, kw). Returns (N, Cout, 1, 1)."""
+    (ph, pw), (kh, kw) = padding, weight.shape[-2:]
+    if conv_output_size(x.shape[-2:], (kh, kw), stride, padding) != (1, 1):
+        raise ValueError(f"conv_as_gemm computes a 1x1 output map; inputs {tuple(x.shape[-2:])}, kernel {(kh, kw)}, "
+                         f"stride {tuple(stride)} and padding {tuple(padding)} give a larger one: use F.conv2d")
+    # the output's one position reads input row j - ph through tap j, for the taps j = ph .. ph + H - 1 (if any)
+    rows, cols = (slice(p, max(p, min(k, p + n))) for p, k, n in zip(padding, (kh, kw), x.shape[-2:]))
+    window = x[:, :, rows.start - ph:rows.stop - ph, cols.start - pw:cols.stop - pw]
+    out = window.reshape(len(x), -1) @ weight[:, :, rows, cols].flatten(1).t()
+    if bias is not None:
+        out = out + bias.to(out.dtype)
+    return out[:, :, None, None]
 
 
 def sees_only_padding(size: int, k: int, stride: int, pad, dilation: int) -> bool:
