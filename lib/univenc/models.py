@@ -46,8 +46,9 @@ class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` with two changes under CPU autocast, where oneDNN's bfloat16 convolutions fail on small maps:
 
     - where its output map is 1x1 (a ResNet-18's layer4 on 32x32 inputs), it runs as one GEMM over the taps that
-      see the input (:func:`conv_as_gemm`): oneDNN took 38 ms for a 3x3 conv of 512 channels on 1x1 maps, forward
-      and backward, against 6 ms for the GEMM (``benchmarks/README.md``);
+      see the input (:func:`conv_as_gemm`). oneDNN's bfloat16 convs there, and the float32 fallback below, were
+      most of a ResNet-18's step: with the GEMM the step is 1.64x faster (``benchmarks/bench_kernels.py --arch
+      resnet18``, ``benchmarks/README.md``);
     - elsewhere it runs in float32 where some of its taps see only padding (for every output position: a 7x7
       kernel on 2x2 maps). There, oneDNN's bfloat16 weight gradient is wrong: measured with PyTorch 2.14.1 on 2x2
       maps, 7x7 kernels and 128 channels, it put values up to 1e3 on the taps whose true gradient is 0, and a
