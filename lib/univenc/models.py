@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
-import math
 import re
 import sys
 import weakref
@@ -47,7 +46,7 @@ class Conv2d(nn.Conv2d):
 
     - where its output map is 1x1 (a ResNet-18's layer4 on 32x32 inputs), it runs as one GEMM over the taps that
       see the input (:func:`conv_as_gemm`). oneDNN's bfloat16 convs there, and the float32 fallback below, were
-      most of a ResNet-18's step: with the GEMM the step is 1.64x faster (``benchmarks/bench_kernels.py --arch
+      most of a ResNet-18's step: with the GEMM the step is about 1.6x faster (``benchmarks/bench_kernels.py --arch
       resnet18``, ``benchmarks/README.md``);
     - elsewhere it runs in float32 where some of its taps see only padding (for every output position: a 7x7
       kernel on 2x2 maps). There, oneDNN's bfloat16 weight gradient is wrong: measured with PyTorch 2.14.1 on 2x2
