@@ -158,12 +158,14 @@ def test_s_is_undefined_where_the_ceiling_comes_close_to_the_floor():
     assert NormalisedSimilarity(0.5, np.array([0.3]), np.array([0.2])).status.endswith("above the noise)")
 
 
-@given(st.floats(0.0, 0.4), st.floats(0.45, 0.95), st.floats(-0.2, 1.2), st.floats(1e-4, 1e-3))
-def test_s_spread_is_the_first_order_sd_of_s_over_the_draws(floor, ceiling, cos, eps):
+@given(st.floats(0.0, 0.4), st.floats(0.46, 0.95), st.floats(-0.2, 1.2), st.floats(1e-5, 1e-4))  # gaps >= 0.06
+def test_s_spread_is_the_first_order_sd_of_s_over_the_draws(floor, ceiling, cos, scatter):
     """With independent draws (sample covariance 0), it equals the sd of S over paired draws to first order in
-    their scatter; where one draw's ceiling meets its floor it stays bounded by the means' gap."""
+    their scatter (here a fraction ``scatter`` of the gap: the second order is that fraction of the first); where
+    one draw's ceiling meets its floor it stays bounded by the means' gap."""
     from univenc.similarity import NormalisedSimilarity
     a, b = np.array([-1.0, 1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0, 1.0])  # mean(a b) = mean(a) mean(b) = 0
+    eps = scatter * (ceiling - floor)
     sim = NormalisedSimilarity(cos, floor + eps * a, ceiling + eps * b)
     per_draw = np.std((cos - sim.floor) / (sim.ceiling - sim.floor))
     assert sim.spread == pytest.approx(per_draw, rel=1e-2, abs=1e-9)
