@@ -63,7 +63,7 @@ def step_seconds(model, opt, x, y, bf16):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--against", default="0acb256~1", help="the git revision whose factorized block to compare with")
+    ap.add_argument("--against", default="0acb256~1", help="the git revision whose univenc.models to compare with")
     ap.add_argument("--arch", default="factorized", choices=["factorized", "vgg", *models.ARCHITECTURES])
     ap.add_argument("--width", type=float, default=0.25, help="of the VGG-11s")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per version and precision (median)")
