@@ -166,8 +166,8 @@ def guard_padding_taps(net: nn.Module) -> nn.Module:
 
 # Under CPU autocast, convolutions onto maps of at most this many positions take their weight gradient as one GEMM:
 # there oneDNN's bfloat16 weight gradient ran 2-10x slower than the GEMM (4x4 and 2x2 maps, 64-256 channels, one
-# thread of an Intel Xeon with AMX), while on 8x8 maps and larger the unfolded input costs more than the GEMM saves
-# (benchmarks/README.md, "Weight gradients on small maps").
+# thread of an Intel Xeon with AMX), while on 8x8 maps the unfolded input costs about what the GEMM saves and on
+# larger maps more (benchmarks/README.md, "Weight gradients on small maps").
 GEMM_WEIGHT_GRAD_MAX_POSITIONS = 16
 
 
@@ -523,7 +523,7 @@ def convnext_atto(num_classes: int = 10) -> nn.Module:
 def _fused_attention_off_cpu(attention: nn.Module, inputs) -> None:
     """timm's attention computes softmax(q k^T) v explicitly on a CPU, fused (``F.scaled_dot_product_attention``)
     elsewhere. With 65 tokens of 32 dimensions, on one thread of an Intel Xeon with AMX, the fused CPU kernel's
-    backward was most of a step: the explicit form trained 1.10x faster in float32 and 2.47x under bfloat16
+    backward was most of a step: the explicit form trained 1.0-1.1x as fast in float32 and 2.5x under bfloat16
     autocast (benchmarks/README.md)."""
     attention.fused_attn = inputs[0].device.type != "cpu"
 
