@@ -64,17 +64,15 @@ class Conv2d(nn.Conv2d):
     def forward(self, x):
         if x.device.type != "cpu" or not torch.is_autocast_enabled("cpu"):
             return super().forward(x)
-        pads = (self.padding,) * 2 if isinstance(self.padding, str) else self.padding  # "same", "valid": both axes
-        plain = self.padding_mode == "zeros" and not isinstance(self.padding, str) and self.dilation == (1, 1)
-        weight = self.weight
-        if any(sees_only_padding(*args) for args in zip(x.shape[-2:], self.kernel_size, self.stride, pads,
-                                                          self.dilation)):
-            weight, pads = crop_to_seen_taps(weight, x.shape[-2:], self.stride, pads) if plain else (None, pads)
-            if weight is None:
-                with torch.autocast("cpu", enabled=False):
-                    return super().forward(x.float())
-        if not plain:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str) or self.dilation != (1, 1):
+            pads = (self.padding,) * 2 if isinstance(self.padding, str) else self.padding  # "same", "valid": both axes
+            if any(sees_only_padding(*args) for args in zip(x.shape[-2:], self.kernel_size, self.stride, pads,
+                                                              self.dilation)):
+                return self._in_float32(x)
             return super().forward(x)
+        weight, pads = crop_to_seen_taps(self.weight, x.shape[-2:], self.stride, self.padding)
+        if weight is None:
+            return self._in_float32(x)
         dtype = torch.get_autocast_dtype("cpu")
         bias = None if self.bias is None else self.bias.to(dtype)
         x, weight = x.to(dtype), weight.to(dtype)
@@ -84,6 +82,10 @@ class Conv2d(nn.Conv2d):
         if self.groups == 1 and positions <= GEMM_WEIGHT_GRAD_MAX_POSITIONS and torch.is_grad_enabled():
             return conv_gemm_weight_grad(x, weight, bias, self.stride, pads)
         return F.conv2d(x, weight, bias, self.stride, pads, 1, self.groups)
+
+    def _in_float32(self, x):
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float())
 
 
 def conv_output_size(size, kernel_size, stride, padding) -> tuple:
@@ -109,8 +111,9 @@ def _seen_taps(size: int, k: int, stride: int, pad: int) -> tuple | None:
 def crop_to_seen_taps(weight, size, stride, padding) -> tuple:
     """The kernel of a convolution (dilation 1, zero integer padding) cut to the taps that see the input at some
     output position, and its padding: (weight[..., rows, cols], (ph, pw)) computes what ``weight`` computes on
-    inputs of ``size`` (H, W), with exactly 0 gradient on the taps cut away. (None, padding) where the cut needs
-    uneven padding or would keep a tap that sees only padding inside the kernel (strides above the map's size)."""
+    inputs of ``size`` (H, W), with exactly 0 gradient on the taps cut away; the whole kernel and its padding where
+    every tap sees the input. (None, padding) where the cut needs uneven padding or would keep a tap that sees only
+    padding inside the kernel (strides above the map's size)."""
     axes = [_seen_taps(n, k, s, p) for n, k, s, p in zip(size, weight.shape[-2:], stride, padding)]
     if None in axes:
         return None, padding
