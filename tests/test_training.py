@@ -173,7 +173,7 @@ def test_convs_onto_1x1_maps_run_as_one_bfloat16_gemm_under_autocast_at_its_roun
     torch.manual_seed(0)
     conv = Conv2d(64, 32, k, stride=stride, padding=k // 2, bias=False)
     x = torch.randn(16, 64, size, size).contiguous(memory_format=torch.channels_last)
-    want = conv(x)
+    want = torch.nn.functional.conv2d(x, conv.weight, None, conv.stride, conv.padding)  # nn.Conv2d's, in float32
     want_grad, = torch.autograd.grad(want.sum(), conv.weight)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = conv(x)
@@ -364,6 +364,29 @@ def test_crop_to_seen_taps_is_the_same_convolution_without_padding_only_taps(siz
         assert cropped.shape == w.shape and pads == (pad, pad)
 
 
+@pytest.mark.parametrize("size, k, groups", [(4, 3, 1), (2, 3, 1), (2, 7, 1), (2, 7, 64), (1, 7, 64), (1, 3, 1),
+                                             (8, 3, 1)])
+def test_float32_training_takes_the_small_map_path_at_float32_rounding_and_inference_is_nn_conv2d(size, k, groups):
+    """Training in float32 (gradients on) takes the cut kernels and the GEMMs of the autocast path, in float32: values
+    and gradients at float32 rounding of nn.Conv2d's, exact zeros on the taps that see only padding. Without
+    gradients (the analyses' passes) the output is nn.Conv2d's, bit for bit."""
+    from univenc.models import Conv2d
+    torch.manual_seed(0)
+    conv = Conv2d(64, 64, k, padding=k // 2, groups=groups, bias=True)
+    x = torch.randn(32, 64, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()
+    want = torch.nn.functional.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, 1, groups)
+    want_grads = torch.autograd.grad(want.square().sum(), [x, conv.weight, conv.bias])
+    got = conv(x)
+    got_grads = torch.autograd.grad(got.square().sum(), [x, conv.weight, conv.bias])
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    for got_grad, want_grad in zip(got_grads, want_grads):
+        torch.testing.assert_close(got_grad, want_grad, rtol=1e-5, atol=1e-5 * want_grad.abs().max().item())
+    assert torch.equal(got_grads[1] == 0, want_grads[1] == 0)
+    with torch.no_grad():
+        assert torch.equal(conv(x), torch.nn.Conv2d.forward(conv, x))
+
+
 @pytest.mark.parametrize("size, k, groups", [(4, 3, 1), (2, 3, 1), (4, 5, 1), (2, 7, 1), (2, 7, 64), (4, 3, 64)])
 def test_convs_on_small_maps_under_autocast_match_float32_at_bfloat16_rounding(size, k, groups):
     """The VGG-11's and ResNet-18's convs on 4x4 and 2x2 maps (weight gradient as one GEMM), kernels cut to the taps
@@ -373,7 +396,7 @@ def test_convs_on_small_maps_under_autocast_match_float32_at_bfloat16_rounding(s
     torch.manual_seed(0)
     conv = Conv2d(64, 64, k, padding=k // 2, groups=groups, bias=True)
     x = torch.randn(32, 64, size, size).contiguous(memory_format=torch.channels_last).requires_grad_()
-    want = conv(x)
+    want = torch.nn.functional.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, 1, groups)
     want_grads = torch.autograd.grad(want.sum(), [x, conv.weight, conv.bias])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = conv(x)
