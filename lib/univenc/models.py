@@ -60,8 +60,8 @@ class Conv2d(nn.Conv2d):
       gradient stay oneDNN's.
 
     Training in float32 on a CPU (autocast off, gradients on) takes the same cut and the same GEMMs in float32:
-    the same convolution up to float32 rounding, and a step 1.2x faster for the ConvNeXt, 1.36x for the ResNet-18,
-    unchanged for the VGG-11 (one thread of an Intel Xeon with AMX). ``benchmarks/README.md`` has the timings.
+    the same convolution up to float32 rounding; the ConvNeXt's float32 step 1.35x faster on one thread of an Intel
+    Xeon with AMX (``benchmarks/bench_kernels.py --arch convnext``). ``benchmarks/README.md`` has the timings.
     Elsewhere (no autocast and no gradients: the analyses' passes; other devices) it is ``nn.Conv2d``."""
 
     def forward(self, x):
