@@ -165,10 +165,10 @@ def sees_only_padding(size: int, k: int, stride: int, pad, dilation: int) -> boo
 
 
 def guard_padding_taps(net: nn.Module) -> nn.Module:
-    """Give every plain ``nn.Conv2d`` of ``net`` (torchvision's, timm's) :class:`Conv2d`'s forward under CPU
-    autocast: a ResNet-18's 3x3 convs on 1x1 maps, a ConvNeXt's depthwise 7x7 on 2x2 and 1x1 maps lose the taps
-    that see only padding. Only the class changes (its forward); weights, state dict and float32 results stay.
-    Returns ``net``."""
+    """Give every plain ``nn.Conv2d`` of ``net`` (torchvision's, timm's) :class:`Conv2d`'s forward: under CPU
+    autocast and in float32 training, a ResNet-18's 3x3 convs on 1x1 maps and a ConvNeXt's depthwise 7x7 on 2x2 and
+    1x1 maps lose the taps that see only padding. Only the class changes (its forward); weights, state dict and the
+    outputs of inference without autocast stay. Returns ``net``."""
     for m in net.modules():
         if type(m) is nn.Conv2d:
             m.__class__ = Conv2d
