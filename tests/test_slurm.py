@@ -17,7 +17,7 @@ from univenc import zoo as Z
 from univenc.data import data_root
 from univenc.presets import PRESETS
 from univenc.runner import JobOptions, run_zoo
-from univenc.storage import load_checkpoint
+from univenc.storage import exclusive_lock, load_checkpoint
 
 CLUSTER = Path(__file__).parent / "slurm" / "cluster.sh"
 PRESET = dataclasses.replace(PRESETS["smoke"], name="smoke-slurm", epochs=30, checkpoint_epochs=(), eval_every=30)
@@ -50,6 +50,17 @@ def _root(tmp_path, name):
     root.mkdir()
     (root / "cifar-10-batches-py").symlink_to(data_root() / "cifar-10-batches-py")
     return root
+
+
+def _lock_freed(folder, timeout: float) -> bool:
+    """Whether the network lock of ``folder`` becomes free within ``timeout`` seconds."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        with exclusive_lock(folder) as free:
+            if free:
+                return True
+        time.sleep(0.2)
+    return False
 
 
 def _running_jobs():
@@ -90,6 +101,9 @@ def test_the_zoo_through_slurm_and_a_cancelled_job_resumed(slurm, tmp_path):
     status = dict(zip(first["table"].network, first["table"].status))
     assert status[NETS[0]].startswith("failed: its job died"), status
 
+    # The cancelled job's process holds the network's lock until the OS has ended it, which on a loaded machine came
+    # after run_zoo saw the job end; a runner started before then is rightly refused ("another runner is training it").
+    assert _lock_freed(folder, timeout=120), "the cancelled job's process still holds the network's lock"
     again = run_zoo(PRESET, root, options, only=NETS, progress=False)
     assert sorted(again.status) == ["trained", "trained"]
     assert_resumed_to_the_uninterrupted_weights(NETS, PRESET, ref_root, root)
