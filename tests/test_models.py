@@ -105,6 +105,33 @@ def test_fast_factorized_block_equals_naive(cin, cout, filters_k, path, monkeypa
     torch.testing.assert_close(other.filters.double(), bank.double())
 
 
+@pytest.mark.parametrize("h_dtype", [torch.float32, torch.bfloat16])
+# the first layer's few channels (n cin <= 16), cin in multiples of 16 (k up to 7, widths that are no multiple of
+# the 4 pixels taken at once, maps smaller than the kernel), and cin = 8, which takes neither row
+@pytest.mark.parametrize("cin,k,hw", [(1, 3, (9, 7)), (3, 3, (8, 11)), (3, 7, (6, 5)), (16, 3, (8, 7)),
+                                      (32, 5, (5, 9)), (16, 7, (3, 2)), (8, 3, (6, 6))])
+def test_the_avx512_rows_compute_what_the_portable_loops_compute_bit_for_bit(cin, k, hw, h_dtype, monkeypatch):
+    if not kernels.vector_rows(h_dtype):
+        pytest.skip("no AVX-512 rows here (no C compiler, or a CPU without AVX-512)")
+    torch.manual_seed(0)
+    bank = filters() if k == 3 else torch.linalg.qr(torch.randn(k * k, 5))[0].T.reshape(5, k, k)
+    x = torch.randn(6, cin, *hw)
+    x[:, 0, :, 1:3] = 0  # z == 0: both ReLUs and their gradients at 0
+    x = x.contiguous(memory_format=torch.channels_last)
+    c2, p = 10 * cin, hw[0] * hw[1]
+    dy = torch.randn(6, 4, *hw).contiguous(memory_format=torch.channels_last)
+    w, alpha, beta = torch.randn(4, c2), torch.randn(c2), torch.randn(c2)
+    monkeypatch.setattr(kernels, "G_CHUNK", 2 * p * c2)  # the backward kernel's G two images at a time
+    out = {}
+    for name, context in [("vector", contextlib.nullcontext), ("portable", kernels.portable)]:
+        with context():
+            h, mean, var = kernels.factorized_forward(x, bank, h_dtype=h_dtype)
+            out[name] = [h, mean, var, kernels.factorized_backward(dy, w, h, alpha, beta, bank, cin)]
+    for a, b in zip(out["vector"], out["portable"]):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert out["vector"][0].dtype == h_dtype and (out["vector"][0] > 0).any()
+
+
 def test_h_buffers_are_reused_only_once_their_graph_is_freed():
     """The compiled path writes h into buffers it reuses: two graphs alive at once (several forward passes
     before a backward, ``retain_graph``) must each keep their own."""

@@ -24,9 +24,9 @@ import torch
 
 SOURCE = Path(__file__).resolve().parent / "resources" / "factorized_block.c"
 # Variants by the dtype h is stored in: {dtype: (name, compiler defines, dtype of x, dx and the arithmetic)}.
-_VARIANTS = {torch.float32: ("float", ["-DREAL=float"], torch.float32),
+_VARIANTS = {torch.float32: ("float", ["-DREAL=float", "-DREAL_IS_FLOAT"], torch.float32),
              torch.float64: ("double", ["-DREAL=double"], torch.float64),
-             torch.bfloat16: ("bf16", ["-DREAL=float", "-DBF16"], torch.float32)}
+             torch.bfloat16: ("bf16", ["-DREAL=float", "-DREAL_IS_FLOAT", "-DBF16"], torch.float32)}
 
 
 def cache_dir() -> Path:
@@ -56,14 +56,14 @@ def _compile(name: str, defines: list) -> Path | None:
 
 
 @lru_cache(maxsize=None)
-def load(dtype: torch.dtype = torch.float32):
+def load(dtype: torch.dtype = torch.float32, portable: bool = False):
     """The compiled library whose h is stored in ``dtype`` (float32, float64, or bfloat16 with float32 arithmetic),
-    or None where it cannot be built."""
+    or None where it cannot be built. ``portable``: built without its AVX-512 rows (:func:`portable`)."""
     if os.environ.get("UNIVENC_NO_KERNELS") or dtype not in _VARIANTS:
         return None
     real, defines, _ = _VARIANTS[dtype]
     try:
-        path = _compile(real, defines)
+        path = _compile(real + "_portable" * portable, defines + ["-DUNIVENC_PORTABLE"] * portable)
         lib = ctypes.CDLL(str(path)) if path else None
     except OSError as e:  # unwritable cache, a library that does not load, ...
         warnings.warn(f"univenc: compiled kernels unavailable ({e}); the factorized block runs in PyTorch")
@@ -77,7 +77,7 @@ def load(dtype: torch.dtype = torch.float32):
     return lib, fwd, bwd
 
 
-_disabled = False
+_disabled = _portable = False
 
 
 @contextmanager
@@ -89,6 +89,25 @@ def disabled():
         yield
     finally:
         _disabled = before
+
+
+@contextmanager
+def portable():
+    """Within this block the kernels run their portable C loops, without the AVX-512 rows that compute the same
+    values on CPUs that have AVX-512 (tests compare the two, bit for bit)."""
+    global _portable
+    before, _portable = _portable, True
+    try:
+        yield
+    finally:
+        _portable = before
+
+
+def vector_rows(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the kernels of ``dtype`` run AVX-512 rows here (float32 and bfloat16, on CPUs with AVX-512): for the
+    first layer's few channels, and for input channels in multiples of 16."""
+    lib = load(dtype)
+    return lib is not None and bool(getattr(lib[0], f"vector_rows_{_VARIANTS[dtype][0]}")())
 
 
 # The kernels hold the k x k taps of a filter in fixed arrays (49 pointers, 7 rows).
@@ -114,7 +133,7 @@ def factorized_forward(x: torch.Tensor, filters: torch.Tensor, out: torch.Tensor
     each, computed in float64 from h's stored values. ``out``: a channels-last contiguous tensor of h's shape to
     write h into; h's dtype is ``out``'s, else ``h_dtype``, else ``x``'s (bfloat16 with a float32 ``x``)."""
     h_dtype = out.dtype if out is not None else h_dtype or x.dtype
-    _, fwd, _ = load(h_dtype)
+    _, fwd, _ = load(h_dtype, _portable)
     N, cin, H, W = x.shape
     n, k, _ = filters.shape
     C = n * cin
@@ -142,7 +161,7 @@ def factorized_backward(dy: torch.Tensor, w: torch.Tensor, h: torch.Tensor, alph
     G is computed a few images at a time into one small buffer, each chunk consumed by the kernel while it is
     still in cache: the full (N, 2C, H, W) G is never written to memory. G = dy w is a GEMM in h's dtype (bfloat16
     for a bfloat16 h); dx, alpha and beta are in the variant's arithmetic dtype."""
-    _, _, bwd = load(h.dtype)
+    _, _, bwd = load(h.dtype, _portable)
     real = _VARIANTS[h.dtype][2]
     N, C2, H, W = h.shape
     n, k, _ = filters.shape

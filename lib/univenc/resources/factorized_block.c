@@ -27,6 +27,13 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+/* AVX-512 rows (float and bfloat16 variants, not with -DUNIVENC_PORTABLE): the first layer's few channels, and cin
+ * a multiple of 16. They compute what the portable loops compute, bit for bit (tests/test_models.py). */
+#if defined(REAL_IS_FLOAT) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    !defined(UNIVENC_PORTABLE)
+#include <immintrin.h>
+#define FEW_CHANNELS 16  /* C = n cin up to this fits one vector: the first layer's (n = 5 filters, cin = 3 or 1) */
+#endif
 
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
@@ -114,6 +121,149 @@ static void FN(row_sums)(double *restrict s, const hreal *restrict hrow, long W,
     }
 }
 
+#ifdef FEW_CHANNELS
+/* One image row of h and its sums when C = n cin <= 16 (the image's channels), with all C values of a pixel in one
+ * vector, lane l = j cin + c: z = sum_t F[t] X_t, X_t the pixel's tap t (its cin values, lane l reading c = l % cin),
+ * F[t][l] = f_j[t]; then h's pixel is [relu(z) | relu(-z)], rounded as st() rounds, and the row's sums of h and h^2
+ * are kept in four vectors, added to s (as row_sums adds them) at the row's end. The same operations in the same
+ * order as tap_sum, relu_pair and row_sums, so the same h and statistics, bit for bit; those loops run over the cin
+ * values of a pixel, 3 long, and took 2-3x the time per value of the wider layers. */
+static inline __m512 FN(few_channels_z)(const REAL **taps, const __m512 *F, __m512i lane_c, __mmask16 in, long off,
+                                        long T)
+{
+    __m512 z = _mm512_setzero_ps();
+    for (long t = 0; t < T; t++)
+        z = _mm512_fmadd_ps(F[t], _mm512_permutexvar_ps(lane_c, _mm512_maskz_loadu_ps(in, taps[t] + off)), z);
+    return z;
+}
+
+/* pos = relu(z), neg = relu(-z) of one pixel's C values (lanes beyond C masked) stored at pix and pix + C as hreal,
+ * rounded as st() rounds; returns them as ld() reads them back, for the statistics. */
+static inline void FN(store_pair)(hreal *pix, long C, __mmask16 out, __m512 z, __m512 *hp)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    hp[0] = _mm512_max_ps(z, zero);
+    hp[1] = _mm512_max_ps(_mm512_sub_ps(zero, z), zero);
+    for (int half = 0; half < 2; half++) {
+#ifdef BF16
+        __m512i u = _mm512_castps_si512(hp[half]);
+        u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
+                                                 _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+        _mm256_mask_storeu_epi16(pix + half * C, out, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        hp[half] = _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(-65536)));
+#else
+        _mm512_mask_storeu_ps(pix + half * C, out, hp[half]);
+#endif
+    }
+}
+
+/* One image row of h and its sums when cin is a multiple of 16: for each filter j and block of 16 input channels,
+ * z = sum_t f_j[t] x_t over the row's pixels (four at a time: one chain of T dependent FMAs is latency-bound), its
+ * ReLU pair stored and summed over the row in four vectors, added to s at the block's end. The same operations in
+ * the same order as tap_sum, relu_pair and row_sums, so the same h and statistics, bit for bit, without their
+ * three passes over the row. */
+static void FN(wide_row)(hreal *restrict hrow, double *restrict s, const REAL **taps, const REAL *f, long W, long cin,
+                         long n, long T)
+{
+    const long C = n * cin;
+    const __m512 zero = _mm512_setzero_ps();
+    for (long j = 0; j < n; j++)
+        for (long c0 = 0; c0 < cin; c0 += 16) {
+            __m512 sum[2] = {zero, zero}, sq[2] = {zero, zero};
+            for (long w0 = 0; w0 < W; w0 += 4) {
+                const long m = W - w0 < 4 ? W - w0 : 4;
+                __m512 z[4] = {zero, zero, zero, zero};
+                if (m == 4)  /* four named chains, kept in registers */
+                    for (long t = 0; t < T; t++) {
+                        const __m512 ft = _mm512_set1_ps(f[j * T + t]);
+                        const REAL *x = taps[t] + w0 * cin + c0;
+                        z[0] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x), z[0]);
+                        z[1] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x + cin), z[1]);
+                        z[2] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x + 2 * cin), z[2]);
+                        z[3] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x + 3 * cin), z[3]);
+                    }
+                else
+                    for (long t = 0; t < T; t++) {
+                        const __m512 ft = _mm512_set1_ps(f[j * T + t]);
+                        for (long i = 0; i < m; i++)
+                            z[i] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(taps[t] + (w0 + i) * cin + c0), z[i]);
+                    }
+                for (long i = 0; i < m; i++) {
+                    __m512 hp[2];
+                    FN(store_pair)(hrow + (w0 + i) * 2 * C + j * cin + c0, C, 0xFFFF, z[i], hp);
+                    for (int half = 0; half < 2; half++) {
+                        sum[half] = _mm512_add_ps(sum[half], hp[half]);
+                        sq[half] = _mm512_fmadd_ps(hp[half], hp[half], sq[half]);
+                    }
+                }
+            }
+            float a[4][16];
+            _mm512_storeu_ps(a[0], sum[0]);
+            _mm512_storeu_ps(a[1], sum[1]);
+            _mm512_storeu_ps(a[2], sq[0]);
+            _mm512_storeu_ps(a[3], sq[1]);
+            double *sj = s + j * cin + c0;
+            for (long i = 0; i < 16; i++) {
+                sj[i] += a[0][i];
+                sj[C + i] += a[1][i];
+                sj[2 * C + i] += a[2][i];
+                sj[3 * C + i] += a[3][i];
+            }
+        }
+}
+
+static void FN(few_channels_row)(hreal *restrict hrow, double *restrict s, const REAL **taps, const __m512 *F,
+                                 __m512i lane_c, long W, long cin, long C, long T)
+{
+    const __mmask16 in = (__mmask16)((1u << cin) - 1), out = (__mmask16)((1u << C) - 1);
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 sum[2] = {zero, zero}, sq[2] = {zero, zero};
+    for (long w0 = 0; w0 < W; w0 += 4) {
+        __m512 z[4];  /* four pixels' chains at once: one chain of T dependent FMAs is latency-bound */
+        const long m = W - w0 < 4 ? W - w0 : 4;
+        for (long i = 0; i < m; i++) z[i] = FN(few_channels_z)(taps, F, lane_c, in, (w0 + i) * cin, T);
+        for (long i = 0; i < m; i++) {
+            __m512 hp[2] = {_mm512_max_ps(z[i], zero), _mm512_max_ps(_mm512_sub_ps(zero, z[i]), zero)};
+            hreal *pix = hrow + (w0 + i) * 2 * C;
+            for (int half = 0; half < 2; half++) {
+#ifdef BF16
+                __m512i u = _mm512_castps_si512(hp[half]);
+                u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
+                                                         _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+                _mm256_mask_storeu_epi16(pix + half * C, out, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+                hp[half] = _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(-65536)));  /* as ld() reads it */
+#else
+                _mm512_mask_storeu_ps(pix + half * C, out, hp[half]);
+#endif
+                sum[half] = _mm512_add_ps(sum[half], hp[half]);
+                sq[half] = _mm512_fmadd_ps(hp[half], hp[half], sq[half]);
+            }
+        }
+    }
+    float a[4][16];
+    _mm512_storeu_ps(a[0], sum[0]);
+    _mm512_storeu_ps(a[1], sum[1]);
+    _mm512_storeu_ps(a[2], sq[0]);
+    _mm512_storeu_ps(a[3], sq[1]);
+    for (long i = 0; i < C; i++) {
+        s[i] += a[0][i];
+        s[C + i] += a[1][i];
+        s[2 * C + i] += a[2][i];
+        s[3 * C + i] += a[3][i];
+    }
+}
+#endif
+
+/* 1 where this build has the AVX-512 rows. */
+int FN(vector_rows)(void)
+{
+#ifdef FEW_CHANNELS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 /* h = [relu(z) | relu(-z)] with z = depthwise(x, f), and stats (2, 2C): the mean and the (biased) variance of each
  * of h's channels over all N H W pixels, from sums per image row in REAL, then in double.
  * One image row at a time: z is computed filter-major, z[j][w cin + c], from k zero-padded input rows, so that
@@ -127,6 +277,17 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, hreal
     double *part = calloc((size_t)nthreads * 4 * C, sizeof(double));
     if (!part) return 1;
     int failed = 0;
+#ifdef FEW_CHANNELS
+    __m512 F[49];  /* few_channels_row's coefficients: F[t][j cin + c] = f_j[t], 0 beyond C */
+    float lanes[16] = {0};
+    int32_t which[16] = {0};
+    for (long t = 0; t < T && C <= FEW_CHANNELS; t++) {
+        for (long l = 0; l < C; l++) lanes[l] = f[(l / cin) * T + t];
+        F[t] = _mm512_loadu_ps(lanes);
+    }
+    for (long l = 0; l < C; l++) which[l] = (int32_t)(l % cin);
+    const __m512i lane_c = _mm512_loadu_si512(which);
+#endif
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
     {
 #ifdef _OPENMP
@@ -157,6 +318,16 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, hreal
                 }
                 for (long dw = 0; dw < k; dw++) taps[dh * k + dw] = r + dw * cin;
             }
+#ifdef FEW_CHANNELS
+            if (C <= FEW_CHANNELS) {
+                FN(few_channels_row)(hrow, s, taps, F, lane_c, W, cin, C, T);
+                continue;
+            }
+            if (cin % 16 == 0) {
+                FN(wide_row)(hrow, s, taps, f, W, cin, n, T);
+                continue;
+            }
+#endif
             for (long j = 0; j < n; j++) FN(tap_sum)(z + j * L, taps, f + j * T, T, L, 0);
 #ifdef BF16  /* the rounding vectorises over whole rows, not over the cin values of a pixel */
             FN(relu_pair)(pair, pair + n * L, z, n * L);
@@ -194,6 +365,86 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, hreal
     return failed;
 }
 
+#ifdef FEW_CHANNELS
+/* 16 stored values as floats, and a float rounded to what storing it as hreal keeps (both as ld() and st() do). */
+static inline __m512 FN(load16)(const hreal *p)
+{
+#ifdef BF16
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+#else
+    return _mm512_loadu_ps(p);
+#endif
+}
+
+static inline __m512 FN(rounded16)(__m512 v)
+{
+#ifdef BF16
+    __m512i u = _mm512_castps_si512(v);
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
+                                             _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(-65536)));
+#else
+    return v;
+#endif
+}
+
+/* dz of one dz row (W pixels of G and h, 2C channels each) into n zero-padded filter-major REAL rows (rows + i Lp,
+ * from (pad) cin on): what the backward kernel's first pass stores in G and its second pass reads back, in one pass,
+ * 16 channels at a time (cin a multiple of 16). */
+static void FN(wide_dz_rows)(REAL *rows, const hreal *G, const hreal *h, const REAL *alpha, const REAL *beta, long W,
+                             long cin, long n, long pad, long Lp)
+{
+    const long C = n * cin;
+    const __m512 zero = _mm512_setzero_ps(), sign = _mm512_set1_ps(-0.0f);
+    for (long w = 0; w < W; w++)
+        for (long i = 0; i < C; i += 16) {
+            const hreal *g = G + w * 2 * C + i, *p = h + w * 2 * C + i;
+            const __m512 hp = FN(load16)(p), hq = FN(load16)(p + C);
+            const __m512 dp = _mm512_fmadd_ps(_mm512_loadu_ps(beta + i), hp,
+                                              _mm512_add_ps(FN(load16)(g), _mm512_loadu_ps(alpha + i)));
+            const __m512 dq = _mm512_fmadd_ps(_mm512_loadu_ps(beta + C + i), hq,
+                                              _mm512_add_ps(FN(load16)(g + C), _mm512_loadu_ps(alpha + C + i)));
+            __m512 dz = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(hq, zero, _CMP_GT_OQ), zero,
+                                             _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(dq),
+                                                                                  _mm512_castps_si512(sign))));
+            dz = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(hp, zero, _CMP_GT_OQ), dz, dp);
+            const long j = i / cin, c = i % cin;
+            _mm512_storeu_ps(rows + j * Lp + (w + pad) * cin + c, FN(rounded16)(dz));
+        }
+}
+
+/* One row of dx (cin a multiple of 16): dx[w][c] = sum_j sum_(dh, dw) f_j[dh k + dw] P_j(yy)[(w - dw + 2 pad) cin + c]
+ * with P_j(yy) = slot[dh] + j Lp (the dz rows filled by wide_dz_rows) or the zero row outside the image; the chain
+ * of FMAs in tap_sum's order (j, then the taps), four pixels at a time. */
+static void FN(wide_dx_row)(REAL *restrict dx, const REAL **slot, const REAL *zero_row, const REAL *f, long W,
+                            long cin, long n, long k, long Lp)
+{
+    const long T = k * k, pad = k / 2;
+    for (long c0 = 0; c0 < cin; c0 += 16)
+        for (long w0 = 0; w0 < W; w0 += 4) {
+            const long m = W - w0 < 4 ? W - w0 : 4;
+            __m512 z[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (long j = 0; j < n; j++)
+                for (long dh = 0; dh < k; dh++) {
+                    const REAL *r = (slot[dh] ? slot[dh] + j * Lp : zero_row) + w0 * cin + c0;
+                    for (long dw = 0; dw < k; dw++) {
+                        const __m512 ft = _mm512_set1_ps(f[j * T + dh * k + dw]);
+                        const REAL *x = r + (2 * pad - dw) * cin;
+                        if (m == 4) {
+                            z[0] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x), z[0]);
+                            z[1] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x + cin), z[1]);
+                            z[2] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x + 2 * cin), z[2]);
+                            z[3] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x + 3 * cin), z[3]);
+                        } else
+                            for (long i = 0; i < m; i++)
+                                z[i] = _mm512_fmadd_ps(ft, _mm512_loadu_ps(x + i * cin), z[i]);
+                    }
+                }
+            for (long i = 0; i < m; i++) _mm512_storeu_ps(dx + (w0 + i) * cin + c0, z[i]);
+        }
+}
+#endif
+
 /* dz = dL/dz from dL/dh = G + alpha + beta h (BatchNorm's gradient, per channel affine in h): on z > 0 that of
  * relu(z), on z < 0 minus that of relu(-z), and 0 at z == 0 (ReLU's gradient at 0, as in PyTorch); then
  * dx = transposed depthwise convolution of dz with f. */
@@ -203,9 +454,14 @@ int FN(factorized_backward)(hreal *restrict G, const hreal *restrict h, const RE
 {
     const long C = n * cin, T = k * k, M = N * H * W, pad = k / 2, L = W * cin, Lp = (W + 2 * pad) * cin;
     int failed = 0;
+#ifdef FEW_CHANNELS
+    const int wide = cin % 16 == 0;  /* wide_dz_rows and wide_dx_row instead of both passes */
+#else
+    const int wide = 0;
+#endif
     /* dz overwrites the first half of G (a temporary chunk of images, see univenc.kernels.factorized_backward) */
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (long m = 0; m < M; m++) {
+    for (long m = 0; m < (wide ? 0 : M); m++) {
         hreal *restrict g = G + m * 2 * C;
         const hreal *restrict p = h + m * 2 * C, *restrict q = p + C;
         for (long i = 0; i < C; i++) {
@@ -229,6 +485,25 @@ int FN(factorized_backward)(hreal *restrict G, const hreal *restrict h, const RE
         for (long row = 0; row < N * H; row++) {
             if (failed) continue;
             const long b = row / H, y = row % H;
+#ifdef FEW_CHANNELS
+            if (wide) {
+                const REAL *slot_rows[7];
+                for (long dh = 0; dh < k; dh++) {
+                    const long yy = y - dh + pad, slot = (yy + pad) % k;
+                    slot_rows[dh] = NULL;  /* outside the image */
+                    if (yy >= 0 && yy < H) {
+                        slot_rows[dh] = rows + slot * n * Lp;
+                        if (held[slot] != b * H + yy) {
+                            const long at = (b * H + yy) * W * 2 * C;
+                            FN(wide_dz_rows)(rows + slot * n * Lp, G + at, h + at, alpha, beta, W, cin, n, pad, Lp);
+                            held[slot] = b * H + yy;
+                        }
+                    }
+                }
+                FN(wide_dx_row)(dx + row * L, slot_rows, rows + k * n * Lp, f, W, cin, n, k, Lp);
+                continue;
+            }
+#endif
             for (long j = 0; j < n; j++) {
                 for (long dh = 0; dh < k; dh++) {
                     const long yy = y - dh + pad, slot = (yy + pad) % k;
