@@ -279,13 +279,15 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, hreal
     int failed = 0;
 #ifdef FEW_CHANNELS
     __m512 F[49];  /* few_channels_row's coefficients: F[t][j cin + c] = f_j[t], 0 beyond C */
-    float lanes[16] = {0};
-    int32_t which[16] = {0};
-    for (long t = 0; t < T && C <= FEW_CHANNELS; t++) {
-        for (long l = 0; l < C; l++) lanes[l] = f[(l / cin) * T + t];
-        F[t] = _mm512_loadu_ps(lanes);
+    float lanes[FEW_CHANNELS] = {0};
+    int32_t which[FEW_CHANNELS] = {0};  /* and the input channel of each lane, c = l % cin */
+    if (C <= FEW_CHANNELS) {
+        for (long t = 0; t < T; t++) {
+            for (long l = 0; l < C; l++) lanes[l] = f[(l / cin) * T + t];
+            F[t] = _mm512_loadu_ps(lanes);
+        }
+        for (long l = 0; l < C; l++) which[l] = (int32_t)(l % cin);
     }
-    for (long l = 0; l < C; l++) which[l] = (int32_t)(l % cin);
     const __m512i lane_c = _mm512_loadu_si512(which);
 #endif
 #pragma omp parallel num_threads(nthreads) reduction(| : failed)
