@@ -122,7 +122,8 @@ def per_layer(against: str, module_then, width: float, batch, rounds: int):
             ms = {label: 1e3 * statistics.median(s) for label, s in seconds.items()}
             for label in ms:
                 total[label] += ms[label]
-            shape = "x".join(map(str, args[0].shape[1:] if name.endswith("forward") else args[2].shape[1:]))
+            # the block's input (cin, H, W): x's shape, or in the backward cin and h's map
+            shape = "x".join(map(str, args[0].shape[1:] if name.endswith("forward") else (args[6], *args[2].shape[2:])))
             print(f"    {name.split('_')[1]:8s} {shape:12s} {ms[against]:7.2f} -> {ms['this checkout']:7.2f} "
                   f"({ms[against] / ms['this checkout']:.2f}x){'' if same else '  OUTPUTS DIFFER'}")
         print(f"    all calls {total[against]:.1f} -> {total['this checkout']:.1f} ms: "

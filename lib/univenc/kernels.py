@@ -5,6 +5,11 @@ into ``~/.cache/univenc/kernels`` (``$UNIVENC_CACHE`` overrides), and loaded wit
 with ``UNIVENC_NO_KERNELS=1`` (then :func:`load` returns None) or within :func:`disabled`,
 :class:`univenc.models.FactorizedBlock` computes the same function as the naive block does, in PyTorch (tests
 compare both paths with the naive block).
+
+Where the CPU has AVX-512, the float32 and bfloat16 builds run vector rows for the first layer's few channels and for
+input channels in multiples of 16: the values of the portable loops, bit for bit (:func:`portable` runs those). The
+same library holds the VGG-11s' 2x2 max-pooling (:func:`maxpool2_forward`, :func:`maxpool2_backward`), PyTorch's
+values and gradients.
 """
 from __future__ import annotations
 
@@ -74,6 +79,9 @@ def load(dtype: torch.dtype = torch.float32, portable: bool = False):
     fwd, bwd = getattr(lib, f"factorized_forward_{real}"), getattr(lib, f"factorized_backward_{real}")
     fwd.argtypes, fwd.restype = [p, p, p, p] + [i] * 6 + [n], ctypes.c_int
     bwd.argtypes, bwd.restype = [p] * 6 + [i] * 6 + [n], ctypes.c_int
+    for direction in ("forward", "backward"):
+        pool = getattr(lib, f"maxpool2_{direction}_{real}")
+        pool.argtypes, pool.restype = [p] * 3 + [i] * 4 + [n], ctypes.c_int
     return lib, fwd, bwd
 
 
@@ -179,4 +187,37 @@ def factorized_backward(dy: torch.Tensor, w: torch.Tensor, h: torch.Tensor, alph
         if bwd(_ptr(G), _ptr(h[i: i + m]), _ptr(a), _ptr(b), _ptr(f), _ptr(dx[i: i + m]), m, H, W, cin, n, k,
                torch.get_num_threads()):
             raise MemoryError("univenc factorized kernel: out of memory for its per-thread buffers")
+    return dx
+
+
+def pools(x: torch.Tensor) -> bool:
+    """Whether :func:`maxpool2_forward` can pool ``x``: a float32 or bfloat16 CPU tensor (N, C, H, W), channels-last
+    contiguous, H and W even, and the kernels built here."""
+    return (not _disabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and x.dim() == 4
+            and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0 and x.is_contiguous(memory_format=torch.channels_last)
+            and load(x.dtype, _portable) is not None)
+
+
+def maxpool2_forward(x: torch.Tensor) -> tuple:
+    """2x2 max-pooling with stride 2 of ``x`` (see :func:`pools`): y (N, C, H/2, W/2) channels-last, PyTorch's
+    ``F.max_pool2d(x, 2)`` bit for bit, and ``which`` (N, H/2, W/2, C) uint8, the position in its window (0-3,
+    row-major) that each value came from."""
+    lib = load(x.dtype, _portable)[0]
+    N, C, H, W = x.shape
+    y = torch.empty(N, C, H // 2, W // 2, dtype=x.dtype, memory_format=torch.channels_last)
+    which = torch.empty(N, H // 2, W // 2, C, dtype=torch.uint8)
+    getattr(lib, f"maxpool2_forward_{_VARIANTS[x.dtype][0]}")(_ptr(x), _ptr(y), _ptr(which), N, H, W, C,
+                                                               torch.get_num_threads())
+    return y, which
+
+
+def maxpool2_backward(dy: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """dx (N, C, H, W) channels-last of :func:`maxpool2_forward` from dy (N, C, H/2, W/2): dy at the position each
+    output came from, 0 elsewhere; what PyTorch's backward of ``F.max_pool2d(x, 2)`` gives, bit for bit."""
+    lib = load(dy.dtype, _portable)[0]
+    N, C, OH, OW = dy.shape
+    dy = dy.contiguous(memory_format=torch.channels_last)
+    dx = torch.empty(N, C, 2 * OH, 2 * OW, dtype=dy.dtype, memory_format=torch.channels_last)
+    getattr(lib, f"maxpool2_backward_{_VARIANTS[dy.dtype][0]}")(_ptr(dy), _ptr(which), _ptr(dx), N, 2 * OH, 2 * OW,
+                                                                C, torch.get_num_threads())
     return dx

@@ -1,4 +1,5 @@
-/* CPU kernels of the factorized block's training step (univenc.models.FactorizedBlock).
+/* CPU kernels of the factorized block's training step (univenc.models.FactorizedBlock), and at the end of the file
+ * the VGG-11s' 2x2 max-pooling (univenc.models.MaxPool2d).
  *
  * They fuse the memory-bound work around the block's 1x1 convolution, which PyTorch would run as a dozen
  * separate passes over 10 Cin-channel tensors: the frozen depthwise convolution, the ReLU and the BatchNorm
@@ -531,4 +532,112 @@ int FN(factorized_backward)(hreal *restrict G, const hreal *restrict h, const RE
         free(rows);
     }
     return failed;
+}
+
+/* 2x2 max-pooling with stride 2 (the VGG-11s' nn.MaxPool2d(2), univenc.models.MaxPool2d), channels-last x (N, H, W,
+ * C) with even H and W, stored as hreal (float32, or bfloat16 in the bf16 build). PyTorch's rule, as its CPU kernel
+ * applies it: the window's positions in order (0, 0), (0, 1), (1, 0), (1, 1), and a later one is taken where it is
+ * greater than the maximum so far or NaN; y is that value and `which` its position (0-3). PyTorch's backward adds
+ * each dy to a zeroed dx at that position; here dx's four positions are each written once, dy + 0 (as 0 + dy turns
+ * -0 into +0) where taken and 0 elsewhere: the same values, without the pass that zeroes dx. */
+#ifdef FEW_CHANNELS
+/* Stores 16 floats that hreal holds exactly (loaded ones, max-pooled or plus 0), as hreal. */
+static inline void FN(store16)(hreal *p, __m512 v)
+{
+#ifdef BF16
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(v), 16)));
+#else
+    _mm512_storeu_ps(p, v);
+#endif
+}
+
+/* 16 channels of one window, C a multiple of 16 (GCC vectorises the portable loop with 64 uint8 lanes, so with
+ * C = 16 it ran one channel at a time). */
+static inline void FN(pool16)(const hreal *p0, const hreal *p1, const hreal *p2, const hreal *p3, hreal *out,
+                              uint8_t *at)
+{
+    const __m512 v[4] = {FN(load16)(p0), FN(load16)(p1), FN(load16)(p2), FN(load16)(p3)};
+    __m512 m = v[0];
+    __m512i k = _mm512_setzero_si512();
+    for (int i = 1; i < 4; i++) {
+        const __mmask16 take = _mm512_cmp_ps_mask(v[i], m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v[i], v[i], _CMP_UNORD_Q);
+        m = _mm512_mask_blend_ps(take, m, v[i]);
+        k = _mm512_mask_blend_epi32(take, k, _mm512_set1_epi32(i));
+    }
+    FN(store16)(out, m);
+    _mm_storeu_si128((__m128i *)at, _mm512_cvtepi32_epi8(k));
+}
+
+static inline void FN(unpool16)(const hreal *g, const uint8_t *at, hreal *q0, hreal *q1, hreal *q2, hreal *q3)
+{
+    const __m512 zero = _mm512_setzero_ps(), v = _mm512_add_ps(FN(load16)(g), zero);
+    const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)at));
+    hreal *q[4] = {q0, q1, q2, q3};
+    for (int i = 0; i < 4; i++)
+        FN(store16)(q[i], _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(i)), zero, v));
+}
+#endif
+
+int FN(maxpool2_forward)(const hreal *restrict x, hreal *restrict y, uint8_t *restrict which, long N, long H, long W,
+                         long C, int nthreads)
+{
+    const long OH = H / 2, OW = W / 2;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (long r = 0; r < N * OH; r++) {
+        const long b = r / OH, oh = r % OH;
+        for (long ow = 0; ow < OW; ow++) {
+            const hreal *restrict p0 = x + ((b * H + 2 * oh) * W + 2 * ow) * C, *restrict p1 = p0 + C,
+                        *restrict p2 = p0 + W * C, *restrict p3 = p2 + C;
+            hreal *restrict out = y + (r * OW + ow) * C;
+            uint8_t *restrict at = which + (r * OW + ow) * C;
+#ifdef FEW_CHANNELS
+            if (C % 16 == 0) {
+                for (long c = 0; c < C; c += 16) FN(pool16)(p0 + c, p1 + c, p2 + c, p3 + c, out + c, at + c);
+                continue;
+            }
+#endif
+            for (long c = 0; c < C; c++) {
+                const REAL v0 = ld(p0[c]), v1 = ld(p1[c]), v2 = ld(p2[c]), v3 = ld(p3[c]);
+                REAL m = v0;  /* PyTorch starts from -inf at position 0: the same value and position */
+                uint8_t k = 0;
+                if (v1 > m || v1 != v1) { m = v1; k = 1; }
+                if (v2 > m || v2 != v2) { m = v2; k = 2; }
+                if (v3 > m || v3 != v3) { m = v3; k = 3; }
+                out[c] = st(m);  /* exact: m is a stored value */
+                at[c] = k;
+            }
+        }
+    }
+    return 0;
+}
+
+int FN(maxpool2_backward)(const hreal *restrict dy, const uint8_t *restrict which, hreal *restrict dx, long N,
+                          long H, long W, long C, int nthreads)
+{
+    const long OH = H / 2, OW = W / 2;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (long r = 0; r < N * OH; r++) {
+        const long b = r / OH, oh = r % OH;
+        for (long ow = 0; ow < OW; ow++) {
+            hreal *restrict q0 = dx + ((b * H + 2 * oh) * W + 2 * ow) * C, *restrict q1 = q0 + C,
+                  *restrict q2 = q0 + W * C, *restrict q3 = q2 + C;
+            const hreal *restrict g = dy + (r * OW + ow) * C;
+            const uint8_t *restrict at = which + (r * OW + ow) * C;
+#ifdef FEW_CHANNELS
+            if (C % 16 == 0) {
+                for (long c = 0; c < C; c += 16) FN(unpool16)(g + c, at + c, q0 + c, q1 + c, q2 + c, q3 + c);
+                continue;
+            }
+#endif
+            for (long c = 0; c < C; c++) {
+                const REAL v = ld(g[c]) + (REAL)0, zero = 0;
+                const uint8_t k = at[c];
+                q0[c] = st(k == 0 ? v : zero);
+                q1[c] = st(k == 1 ? v : zero);
+                q2[c] = st(k == 2 ? v : zero);
+                q3[c] = st(k == 3 ? v : zero);
+            }
+        }
+    }
+    return 0;
 }
