@@ -6,9 +6,12 @@
   autocast on output maps of at most ``GEMM_WEIGHT_GRAD_MAX_POSITIONS`` positions);
 - the training augmentation (random crop with 4 pixels of padding, horizontal flip) of 128 real CIFAR-10 images:
   indexing with four broadcast index tensors (the earlier ``augment_batch``, kept here) against one gather
-  (``univenc.training.augment_batch``), checked to give the same images.
+  (``univenc.training.augment_batch``), checked to give the same images;
+- the standard VGG-11's 2x2 max-pooling (width 1/4, batch 128, float32 and bfloat16), forward and backward on the
+  inputs and output gradients of one real training step: ``F.max_pool2d`` against ``univenc.models.MaxPool2d``
+  (the compiled kernels), checked to give the same outputs and gradients.
 
-    python benchmarks/bench_step_parts.py [--repeats 20]
+    python benchmarks/bench_step_parts.py [--repeats 20] [--parts conv augmentation pool]
 """
 import argparse
 import statistics
@@ -19,7 +22,7 @@ import torch.nn.functional as F
 
 from univenc.data import load_dataset
 from univenc.models import GEMM_WEIGHT_GRAD_MAX_POSITIONS, unfold_windows
-from univenc.training import augment_batch
+from univenc.training import augment_batch, tensor_batches
 
 # (Cin, Cout, input map, kernel, stride): the width-1/4 VGG-11's layers on 8x8, 4x4 and 2x2 maps, the ResNet-18's
 # on 8x8 (layer1), 4x4 and 2x2 (layer2, layer3, their stride-2 and 1x1 convs), a 5x5 kernel on 4x4 maps
@@ -90,13 +93,60 @@ def augmentation(repeats: int):
           f"one gather {ms['gather']:.2f} ms: {ms['four'] / ms['gather']:.2f}x")
 
 
+def pool_calls(dtype) -> list:
+    """[(x, dy)] of the standard VGG-11's (width 1/4) max-pool layers in one training step on 128 real CIFAR-10
+    images (float32, or bfloat16 autocast): each layer's input and its output's gradient."""
+    from univenc.models import vgg11
+    x, y = load_dataset("cifar10", train=True)
+    torch.manual_seed(0)
+    net = vgg11(width=0.25).to(memory_format=torch.channels_last).train()
+    seen = {}
+    pools = [m for m in net.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    for i, m in enumerate(pools):
+        m.register_forward_pre_hook(lambda m, a, i=i: seen.setdefault(i, [a[0].detach().clone()]) and None)
+        m.register_full_backward_hook(lambda m, gi, go, i=i: seen[i].append(go[0].detach().clone()) and None)
+    xb, yb = next(iter(tensor_batches(x[:128], y[:128], 128, True, torch.Generator().manual_seed(0), "cpu")))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        loss = F.cross_entropy(net(xb.contiguous(memory_format=torch.channels_last)), yb)
+    loss.backward()
+    return [tuple(seen[i]) for i in range(len(pools))]
+
+
+def max_pooling(repeats: int):
+    from univenc.models import MaxPool2d
+    for dtype in (torch.float32, torch.bfloat16):
+        total = {"torch": 0.0, "kernels": 0.0}
+        for x, dy in pool_calls(dtype):
+            def step(pool, out=None):
+                a = x.detach().requires_grad_()
+                y = pool(a)
+                y.backward(dy)
+                if out is not None:
+                    out.extend([y.detach(), a.grad])
+            outs = {"torch": [], "kernels": []}
+            step(lambda a: F.max_pool2d(a, 2), outs["torch"]), step(MaxPool2d(2), outs["kernels"])
+            assert all(torch.equal(u, v) for u, v in zip(*outs.values()))
+            ms = median_ms({"torch": lambda: step(lambda a: F.max_pool2d(a, 2)), "kernels": lambda: step(MaxPool2d(2))},
+                           repeats)
+            for k in total:
+                total[k] += ms[k]
+            print(f"max-pool {str(dtype)[6:]:8s} {'x'.join(map(str, x.shape[1:])):10s} forward and backward: "
+                  f"F.max_pool2d {ms['torch']:.2f} ms, univenc.models.MaxPool2d {ms['kernels']:.2f} ms: "
+                  f"{ms['torch'] / ms['kernels']:.2f}x")
+        print(f"max-pool {str(dtype)[6:]}, the 5 layers: {total['torch']:.2f} ms against {total['kernels']:.2f} ms: "
+              f"{total['torch'] / total['kernels']:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20, help="timed calls of each (median)")
+    ap.add_argument("--parts", nargs="+", default=["conv", "augmentation", "pool"],
+                    choices=["conv", "augmentation", "pool"])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    conv_backwards(args.repeats)
-    augmentation(args.repeats)
+    for part, run in (("conv", conv_backwards), ("augmentation", augmentation), ("pool", max_pooling)):
+        if part in args.parts:
+            run(args.repeats)
 
 
 if __name__ == "__main__":

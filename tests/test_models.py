@@ -5,9 +5,10 @@ import copy
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from univenc import kernels
+from univenc import kernels, models
 from univenc.models import FactorizedBlock, NaiveFactorizedBlock, VGG, canonical_spatial_filters
 
 
@@ -130,6 +131,40 @@ def test_the_avx512_rows_compute_what_the_portable_loops_compute_bit_for_bit(cin
     for a, b in zip(out["vector"], out["portable"]):
         assert a.dtype == b.dtype and torch.equal(a, b)
     assert out["vector"][0].dtype == h_dtype and (out["vector"][0] > 0).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels,build", [(5, "vector"), (16, "vector"), (48, "vector"), (16, "portable")])
+def test_maxpool_in_the_kernels_gives_pytorchs_values_and_gradients(channels, build, dtype):
+    """univenc.models.MaxPool2d trains through the compiled kernels (AVX-512 for channels in multiples of 16, else
+    the portable loop) and gives F.max_pool2d's outputs and gradients, signed zeros included: ties go to the first
+    position of the window, NaN wins."""
+    if kernels.load(dtype) is None:
+        pytest.skip("no C compiler here: the compiled kernels cannot be built")
+    torch.manual_seed(0)
+    x = torch.randint(-2, 3, (3, channels, 6, 8)).to(dtype)  # small integers: ties in most windows
+    x[0, 0, 0, 1] = x[0, 0, 3, 0] = x[0, 0, 3, 1] = float("nan")  # one NaN in a window, and two
+    x[1, 0, :2, :2] = float("-inf")
+    x[1, 1, :2, :2] = -0.0
+    x[2, 2, 4, 4] = float("inf")
+    x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.randint(-2, 3, (3, channels, 3, 4)).to(dtype)
+    g[0, 1] = -0.0
+
+    def same(a, b):  # equal values, NaN where NaN, the same sign where not
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(torch.signbit(a) | a.isnan(), torch.signbit(b) | b.isnan())
+
+    with kernels.portable() if build == "portable" else contextlib.nullcontext():
+        for inputs, through_kernels in [(x, True), (x[..., :7], False), (x.contiguous(), False)]:
+            a, b = (inputs.detach().clone().requires_grad_() for _ in range(2))
+            ya, yb = models.MaxPool2d(2)(a), F.max_pool2d(b, 2)
+            assert ("MaxPool2x2" in type(ya.grad_fn).__name__) == through_kernels, type(ya.grad_fn).__name__
+            same(ya, yb)
+            ya.backward(g[..., : ya.shape[-1]]), yb.backward(g[..., : yb.shape[-1]])
+            same(a.grad, b.grad)
+        with torch.no_grad():  # inference is nn.MaxPool2d's
+            same(models.MaxPool2d(2)(x), F.max_pool2d(x, 2))
 
 
 def test_h_buffers_are_reused_only_once_their_graph_is_freed():

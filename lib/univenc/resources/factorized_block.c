@@ -158,6 +158,23 @@ static inline void FN(store_pair)(hreal *pix, long C, __mmask16 out, __m512 z, _
     }
 }
 
+/* s[i] += sum[0][i], s[C + i] += sum[1][i], s[2C + i] += sq[0][i], s[3C + i] += sq[1][i] for i < count: a row's
+ * sums of h and h^2 (float) added to the statistics' (double), as row_sums adds them. */
+static inline void add_sums(double *s, long C, long count, const __m512 *sum, const __m512 *sq)
+{
+    float a[4][16];
+    _mm512_storeu_ps(a[0], sum[0]);
+    _mm512_storeu_ps(a[1], sum[1]);
+    _mm512_storeu_ps(a[2], sq[0]);
+    _mm512_storeu_ps(a[3], sq[1]);
+    for (long i = 0; i < count; i++) {
+        s[i] += a[0][i];
+        s[C + i] += a[1][i];
+        s[2 * C + i] += a[2][i];
+        s[3 * C + i] += a[3][i];
+    }
+}
+
 /* One image row of h and its sums when cin is a multiple of 16: for each filter j and block of 16 input channels,
  * z = sum_t f_j[t] x_t over the row's pixels (four at a time: one chain of T dependent FMAs is latency-bound), its
  * ReLU pair stored and summed over the row in four vectors, added to s at the block's end. The same operations in
@@ -198,18 +215,7 @@ static void FN(wide_row)(hreal *restrict hrow, double *restrict s, const REAL **
                     }
                 }
             }
-            float a[4][16];
-            _mm512_storeu_ps(a[0], sum[0]);
-            _mm512_storeu_ps(a[1], sum[1]);
-            _mm512_storeu_ps(a[2], sq[0]);
-            _mm512_storeu_ps(a[3], sq[1]);
-            double *sj = s + j * cin + c0;
-            for (long i = 0; i < 16; i++) {
-                sj[i] += a[0][i];
-                sj[C + i] += a[1][i];
-                sj[2 * C + i] += a[2][i];
-                sj[3 * C + i] += a[3][i];
-            }
+            add_sums(s + j * cin + c0, C, 16, sum, sq);
         }
 }
 
@@ -224,34 +230,15 @@ static void FN(few_channels_row)(hreal *restrict hrow, double *restrict s, const
         const long m = W - w0 < 4 ? W - w0 : 4;
         for (long i = 0; i < m; i++) z[i] = FN(few_channels_z)(taps, F, lane_c, in, (w0 + i) * cin, T);
         for (long i = 0; i < m; i++) {
-            __m512 hp[2] = {_mm512_max_ps(z[i], zero), _mm512_max_ps(_mm512_sub_ps(zero, z[i]), zero)};
-            hreal *pix = hrow + (w0 + i) * 2 * C;
+            __m512 hp[2];
+            FN(store_pair)(hrow + (w0 + i) * 2 * C, C, out, z[i], hp);
             for (int half = 0; half < 2; half++) {
-#ifdef BF16
-                __m512i u = _mm512_castps_si512(hp[half]);
-                u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
-                                                         _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-                _mm256_mask_storeu_epi16(pix + half * C, out, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
-                hp[half] = _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(-65536)));  /* as ld() reads it */
-#else
-                _mm512_mask_storeu_ps(pix + half * C, out, hp[half]);
-#endif
                 sum[half] = _mm512_add_ps(sum[half], hp[half]);
                 sq[half] = _mm512_fmadd_ps(hp[half], hp[half], sq[half]);
             }
         }
     }
-    float a[4][16];
-    _mm512_storeu_ps(a[0], sum[0]);
-    _mm512_storeu_ps(a[1], sum[1]);
-    _mm512_storeu_ps(a[2], sq[0]);
-    _mm512_storeu_ps(a[3], sq[1]);
-    for (long i = 0; i < C; i++) {
-        s[i] += a[0][i];
-        s[C + i] += a[1][i];
-        s[2 * C + i] += a[2][i];
-        s[3 * C + i] += a[3][i];
-    }
+    add_sums(s, C, C, sum, sq);
 }
 #endif
 
