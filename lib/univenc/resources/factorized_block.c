@@ -138,24 +138,48 @@ static inline __m512 FN(few_channels_z)(const REAL **taps, const __m512 *F, __m5
     return z;
 }
 
+/* 16 stored values as floats, and a float rounded to what storing it as hreal keeps (both as ld() and st() do). */
+static inline __m512 FN(load16)(const hreal *p)
+{
+#ifdef BF16
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+#else
+    return _mm512_loadu_ps(p);
+#endif
+}
+
+static inline __m512 FN(rounded16)(__m512 v)
+{
+#ifdef BF16
+    __m512i u = _mm512_castps_si512(v);
+    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
+                                             _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(-65536)));
+#else
+    return v;
+#endif
+}
+
+/* Stores the lanes of v in mask, floats that hreal holds exactly (loaded or rounded16 ones, their max, or plus 0),
+ * as hreal. */
+static inline void FN(store16)(hreal *p, __mmask16 mask, __m512 v)
+{
+#ifdef BF16
+    _mm256_mask_storeu_epi16(p, mask, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(v), 16)));
+#else
+    _mm512_mask_storeu_ps(p, mask, v);
+#endif
+}
+
 /* pos = relu(z), neg = relu(-z) of one pixel's C values (lanes beyond C masked) stored at pix and pix + C as hreal,
  * rounded as st() rounds; returns them as ld() reads them back, for the statistics. */
 static inline void FN(store_pair)(hreal *pix, long C, __mmask16 out, __m512 z, __m512 *hp)
 {
     const __m512 zero = _mm512_setzero_ps();
-    hp[0] = _mm512_max_ps(z, zero);
-    hp[1] = _mm512_max_ps(_mm512_sub_ps(zero, z), zero);
-    for (int half = 0; half < 2; half++) {
-#ifdef BF16
-        __m512i u = _mm512_castps_si512(hp[half]);
-        u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
-                                                 _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-        _mm256_mask_storeu_epi16(pix + half * C, out, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
-        hp[half] = _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(-65536)));
-#else
-        _mm512_mask_storeu_ps(pix + half * C, out, hp[half]);
-#endif
-    }
+    hp[0] = FN(rounded16)(_mm512_max_ps(z, zero));
+    hp[1] = FN(rounded16)(_mm512_max_ps(_mm512_sub_ps(zero, z), zero));
+    FN(store16)(pix, out, hp[0]);
+    FN(store16)(pix + C, out, hp[1]);
 }
 
 /* s[i] += sum[0][i], s[C + i] += sum[1][i], s[2C + i] += sq[0][i], s[3C + i] += sq[1][i] for i < count: a row's
@@ -356,28 +380,6 @@ int FN(factorized_forward)(const REAL *restrict x, const REAL *restrict f, hreal
 }
 
 #ifdef FEW_CHANNELS
-/* 16 stored values as floats, and a float rounded to what storing it as hreal keeps (both as ld() and st() do). */
-static inline __m512 FN(load16)(const hreal *p)
-{
-#ifdef BF16
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-#else
-    return _mm512_loadu_ps(p);
-#endif
-}
-
-static inline __m512 FN(rounded16)(__m512 v)
-{
-#ifdef BF16
-    __m512i u = _mm512_castps_si512(v);
-    u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
-                                             _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(-65536)));
-#else
-    return v;
-#endif
-}
-
 /* dz of one dz row (W pixels of G and h, 2C channels each) into n zero-padded filter-major REAL rows (rows + i Lp,
  * from (pad) cin on): what the backward kernel's first pass stores in G and its second pass reads back, in one pass,
  * 16 channels at a time (cin a multiple of 16). */
@@ -528,16 +530,6 @@ int FN(factorized_backward)(hreal *restrict G, const hreal *restrict h, const RE
  * each dy to a zeroed dx at that position; here dx's four positions are each written once, dy + 0 (as 0 + dy turns
  * -0 into +0) where taken and 0 elsewhere: the same values, without the pass that zeroes dx. */
 #ifdef FEW_CHANNELS
-/* Stores 16 floats that hreal holds exactly (loaded ones, max-pooled or plus 0), as hreal. */
-static inline void FN(store16)(hreal *p, __m512 v)
-{
-#ifdef BF16
-    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(v), 16)));
-#else
-    _mm512_storeu_ps(p, v);
-#endif
-}
-
 /* 16 channels of one window, C a multiple of 16 (GCC vectorises the portable loop with 64 uint8 lanes, so with
  * C = 16 it ran one channel at a time). */
 static inline void FN(pool16)(const hreal *p0, const hreal *p1, const hreal *p2, const hreal *p3, hreal *out,
@@ -551,7 +543,7 @@ static inline void FN(pool16)(const hreal *p0, const hreal *p1, const hreal *p2,
         m = _mm512_mask_blend_ps(take, m, v[i]);
         k = _mm512_mask_blend_epi32(take, k, _mm512_set1_epi32(i));
     }
-    FN(store16)(out, m);
+    FN(store16)(out, 0xFFFF, m);
     _mm_storeu_si128((__m128i *)at, _mm512_cvtepi32_epi8(k));
 }
 
@@ -561,7 +553,7 @@ static inline void FN(unpool16)(const hreal *g, const uint8_t *at, hreal *q0, hr
     const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)at));
     hreal *q[4] = {q0, q1, q2, q3};
     for (int i = 0; i < 4; i++)
-        FN(store16)(q[i], _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(i)), zero, v));
+        FN(store16)(q[i], 0xFFFF, _mm512_mask_blend_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(i)), zero, v));
 }
 #endif
 
