@@ -132,3 +132,22 @@ def test_timings_of_one_notebook_at_a_time_add_up_to_one_table(tmp_path, monkeyp
     assert table.index.tolist() == ["03_alignment", "04_channel_universality", "05_normalized_similarity"]
     assert table["seconds"].tolist() == [1, 1, 2]
     assert table["finished"].str.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ").all()
+
+
+def test_the_notebooks_that_train_run_first_and_the_others_longest_first(tmp_path):
+    """After the training, the analysis notebooks run side by side: the longest of the last run first, those it
+    did not time before them; with --analysis-only nothing trains, and notebook 01 is one of the others."""
+    import pandas as pd
+
+    from univenc.reproduce import notebooks, schedule
+    nbs = notebooks(scaling=True)
+    training, reading = schedule(nbs, False, tmp_path / "none.csv")
+    assert [nb.stem for nb in training] == ["01_train_zoo", "11_scaling"]
+    assert reading == [nb for nb in nbs if nb not in training]  # no timings: in their order
+    timed = {"06_claims": 477.2, "04_channel_universality": 184.2, "02_spatial_eigenvectors": 30.6}
+    pd.DataFrame({"notebook": list(timed), "seconds": list(timed.values())}).to_csv(tmp_path / "t.csv")
+    training, reading = schedule(nbs, True, tmp_path / "t.csv")
+    assert training == [] and len(reading) == len(nbs)
+    stems = [nb.stem for nb in reading]
+    assert stems[-3:] == ["06_claims", "04_channel_universality", "02_spatial_eigenvectors"]
+    assert stems[:-3] == [nb.stem for nb in nbs if nb.stem not in timed]

@@ -36,8 +36,16 @@ def test_notebooks_are_numbered_parametrised_and_stripped():
 @needs("mnist")
 @pytest.mark.slow
 def test_smoke_preset_runs_every_notebook(tmp_path):
+    from univenc.data import data_root
     from univenc.reproduce import run
-    run("smoke", figures_dir=tmp_path / "figures", out_dir=tmp_path / "runs")
+    # a data root of its own, with the datasets linked: no zoo or results of an earlier run (a scaling table
+    # recorded by one would fill the claims' scale columns)
+    root = tmp_path / "data"
+    root.mkdir()
+    for entry in data_root().iterdir():
+        if entry.name not in ("zoo", "results", "jobs"):
+            (root / entry.name).symlink_to(entry)
+    run("smoke", data_root=root, figures_dir=tmp_path / "figures", out_dir=tmp_path / "runs")
     for name in EXPECTED_FIGURES:
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 1000, name
         assert (tmp_path / "figures" / f"{name}.pdf").exists(), name
@@ -52,7 +60,7 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
 
     # again from the results file alone, in an empty data root: the same figures, claims and zoo table
     from univenc.results import results_file
-    results = shutil.copy(results_file("smoke"), tmp_path / "results.pt")
+    results = shutil.copy(results_file("smoke", root), tmp_path / "results.pt")
     assert results.stat().st_size < 50e6
     run("smoke", data_root=tmp_path / "empty", figures_dir=tmp_path / "rebuilt", out_dir=tmp_path / "runs2",
         results=results)
@@ -66,7 +74,7 @@ def test_smoke_preset_runs_every_notebook(tmp_path):
         sorted(nb.name for nb in notebooks())
 
     # the scaling study, its own target: its figure, and the claims report's scale columns
-    run("smoke", figures_dir=tmp_path / "figures", out_dir=tmp_path / "runs", only=["11_scaling"])
+    run("smoke", data_root=root, figures_dir=tmp_path / "figures", out_dir=tmp_path / "runs", only=["11_scaling"])
     assert (tmp_path / "figures" / "fig10_scaling.png").stat().st_size > 1000
     scaled = {c["id"]: c["with_scale"] for c in json.loads((tmp_path / "figures" / "claims.json").read_text())}
     assert scaled[4] == "not in the scaling study" and scaled[12] == "not in the scaling study"

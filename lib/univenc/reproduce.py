@@ -3,10 +3,12 @@
 Executed copies go to ``runs/<preset>/`` (git-ignored), with ``timings.csv``: each notebook's seconds and the peak
 memory of its processes (the kernel and the jobs it starts), one row per notebook kept across runs. On a failure the
 runner names the notebook and the failing cell, keeps the partial output notebook, and exits non-zero.
-``--analysis-only`` trains nothing (notebook 01 only redraws the training curves and the zoo table); with
-``--results FILE`` it reads everything from a results file (:mod:`univenc.results`) and needs no checkpoint and no
-dataset, and the notebooks, which then do not depend on each other, run as many at a time as there are job slots
-(``--jobs``; one per core), each kernel on one thread. ``--max-steps N`` is a dry run of the preset
+The notebooks that train (01, and 11 of ``make scaling``) run first, one at a time; the others only read what is
+trained and record what they compute into one results file that any number of processes share (a value asked for
+by two at once is computed once), so they then run as many at a time as there are job slots (``--jobs``; one per
+core), each kernel on one thread, longest first by the last run's ``timings.csv``. ``--analysis-only`` trains
+nothing (notebook 01 only redraws the training curves and the zoo table); with ``--results FILE`` it reads
+everything from a results file (:mod:`univenc.results`) and needs no checkpoint and no dataset. ``--max-steps N`` is a dry run of the preset
 (:func:`univenc.presets.dry_run`): every network N optimiser steps, then every notebook; its figures go to
 ``runs/<preset>-steps<N>/figures``, never over the committed ones. Otherwise figures go to ``figures/`` for ``cpu``
 (the committed run) and to ``figures/<preset>/`` for any other preset. A bad argument gets one line and exit 2.
@@ -122,9 +124,9 @@ class PeakMemory:
 
 
 def _execute(nbs, p, params, out_dir, analysis_only, jobs, at_once: int = 1) -> list[dict]:
-    """Run ``nbs`` in order, or ``at_once`` at a time, each in its own process with its kernel on one thread (for
-    notebooks that only read a results file, which do not depend on each other). Returns each notebook's seconds
-    and peak memory. Raises SystemExit(1) when one fails, after the others end."""
+    """Run ``nbs``: in order where ``at_once`` is 1; else as :func:`schedule` says, those that train first, in
+    order, then the others ``at_once`` at a time, each in its own process with its kernel on one thread. Returns
+    each notebook's seconds and peak memory. Raises SystemExit(1) when one fails, after the others end."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -134,14 +136,27 @@ def _execute(nbs, p, params, out_dir, analysis_only, jobs, at_once: int = 1) -> 
         return params
     if at_once <= 1:
         return [_execute_one(nb, p, nb_params(nb), out_dir) for nb in nbs]
+    training, reading = schedule(nbs, analysis_only, out_dir / "timings.csv")
+    done = [_execute_one(nb, p, nb_params(nb), out_dir) for nb in training]
     # one process per notebook run: papermill's kernel clients do not share a process safely
     with _one_thread_each(), ProcessPoolExecutor(at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_execute_one, nb, p, nb_params(nb), out_dir) for nb in nbs]
-        done = [f.exception() or f.result() for f in futures]
+        futures = [pool.submit(_execute_one, nb, p, nb_params(nb), out_dir) for nb in reading]
+        done += [f.exception() or f.result() for f in futures]
     failed = [d for d in done if isinstance(d, BaseException)]
     if failed:
         raise failed[0]
     return done
+
+
+def schedule(nbs: list[Path], analysis_only: bool, timings: Path) -> tuple[list[Path], list[Path]]:
+    """(the notebooks of ``nbs`` that train, in order; the others, to run side by side after them): those by their
+    seconds in the ``timings`` table of an earlier run, longest first, so that the longest does not start last
+    beside nothing, and those the table does not list first, in their order. With ``analysis_only`` none trains."""
+    import pandas as pd
+    training = [nb for nb in nbs if nb.stem in TRAINING_NOTEBOOKS and not analysis_only]
+    seconds = pd.read_csv(timings).set_index("notebook")["seconds"].to_dict() if timings.exists() else {}
+    reading = sorted((nb for nb in nbs if nb not in training), key=lambda nb: -seconds.get(nb.stem, float("inf")))
+    return training, reading
 
 
 def _one_thread_each():
@@ -210,11 +225,8 @@ def run(preset: str = "auto", data_root=None, figures_dir=None, out_dir=None, an
     if data_root is not None:
         params["data_root"] = str(Path(data_root).resolve())
     total = time.perf_counter()
-    # From a results file the notebooks only read it: they run as many at a time as there are job slots.
-    at_once = 1
-    if results is not None:
-        from .runner import default_jobs
-        at_once = jobs or default_jobs()
+    from .runner import default_jobs
+    at_once = jobs or default_jobs()
     with _reading_results(results):
         timings = _execute(nbs, p, params, out_dir, analysis_only, jobs, at_once)
     total = time.perf_counter() - total
@@ -250,7 +262,8 @@ def main(argv=None):
     ap.add_argument("--results", help="a results file (data/results/<preset>/results.pt): figures and claims "
                     "from it alone, without checkpoints")
     ap.add_argument("--only", nargs="*", help="notebook stems to run, e.g. 02_spatial_eigenvectors")
-    ap.add_argument("--jobs", type=int, help="networks trained at once (default: univenc.runner.default_jobs())")
+    ap.add_argument("--jobs", type=int, help="networks trained at once, and notebooks run at once after the "
+                    "training (default: univenc.runner.default_jobs())")
     ap.add_argument("--max-steps", type=int, help="a dry run: every network of the preset N optimiser steps, then "
                     "every notebook (figures in runs/<preset>-steps<N>/figures)")
     args = ap.parse_args(argv)
