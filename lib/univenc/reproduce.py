@@ -6,12 +6,13 @@ runner names the notebook and the failing cell, keeps the partial output noteboo
 The notebooks that train (01, and 11 of ``make scaling``) run first, one at a time; the others only read what is
 trained and record what they compute into one results file that any number of processes share (a value asked for
 by two at once is computed once), so they then run as many at a time as there are job slots (``--jobs``; one per
-core), each kernel on one thread, longest first by the last run's ``timings.csv``. ``--analysis-only`` trains
-nothing (notebook 01 only redraws the training curves and the zoo table); with ``--results FILE`` it reads
-everything from a results file (:mod:`univenc.results`) and needs no checkpoint and no dataset. ``--max-steps N`` is a dry run of the preset
-(:func:`univenc.presets.dry_run`): every network N optimiser steps, then every notebook; its figures go to
-``runs/<preset>-steps<N>/figures``, never over the committed ones. Otherwise figures go to ``figures/`` for ``cpu``
-(the committed run) and to ``figures/<preset>/`` for any other preset. A bad argument gets one line and exit 2.
+core), each kernel on one thread, longest first by the last run's ``timings.csv`` (``--jobs 1``: one after
+another). ``--analysis-only`` trains nothing (notebook 01 only redraws the training curves and the zoo table); with
+``--results FILE`` it reads everything from a results file (:mod:`univenc.results`) and needs no checkpoint and no
+dataset. ``--max-steps N`` is a dry run of the preset (:func:`univenc.presets.dry_run`): every network N optimiser
+steps, then every notebook; its figures go to ``runs/<preset>-steps<N>/figures``, never over the committed ones.
+Otherwise figures go to ``figures/`` for ``cpu`` (the committed run) and to ``figures/<preset>/`` for any other
+preset. A bad argument gets one line and exit 2.
 """
 from __future__ import annotations
 
