@@ -114,20 +114,18 @@ def pool_calls(dtype) -> list:
 
 def max_pooling(repeats: int):
     from univenc.models import MaxPool2d
+    pools = {"torch": lambda a: F.max_pool2d(a, 2), "kernels": MaxPool2d(2)}
     for dtype in (torch.float32, torch.bfloat16):
         total = {"torch": 0.0, "kernels": 0.0}
         for x, dy in pool_calls(dtype):
-            def step(pool, out=None):
+            def step(pool):
                 a = x.detach().requires_grad_()
                 y = pool(a)
                 y.backward(dy)
-                if out is not None:
-                    out.extend([y.detach(), a.grad])
-            outs = {"torch": [], "kernels": []}
-            step(lambda a: F.max_pool2d(a, 2), outs["torch"]), step(MaxPool2d(2), outs["kernels"])
-            assert all(torch.equal(u, v) for u, v in zip(*outs.values()))
-            ms = median_ms({"torch": lambda: step(lambda a: F.max_pool2d(a, 2)), "kernels": lambda: step(MaxPool2d(2))},
-                           repeats)
+                return y.detach(), a.grad
+            torch_out, kernels_out = (step(pool) for pool in pools.values())
+            assert all(torch.equal(u, v) for u, v in zip(torch_out, kernels_out))
+            ms = median_ms({label: lambda pool=pool: step(pool) for label, pool in pools.items()}, repeats)
             for k in total:
                 total[k] += ms[k]
             print(f"max-pool {str(dtype)[6:]:8s} {'x'.join(map(str, x.shape[1:])):10s} forward and backward: "

@@ -201,8 +201,7 @@ def pools(x: torch.Tensor) -> bool:
 def maxpool2_forward(x: torch.Tensor) -> tuple:
     """2x2 max-pooling with stride 2 of ``x`` (see :func:`pools`): y (N, C, H/2, W/2) channels-last, PyTorch's
     ``F.max_pool2d(x, 2)`` bit for bit (a NaN is a NaN: PyTorch's bfloat16 kernel may return another NaN's bits),
-    and ``which`` (N, H/2, W/2, C) uint8, the position in its window (0-3,
-    row-major) that each value came from."""
+    and ``which`` (N, H/2, W/2, C) uint8, the position in its window (0-3, row-major) that each value came from."""
     lib = load(x.dtype, _portable)[0]
     N, C, H, W = x.shape
     y = torch.empty(N, C, H // 2, W // 2, dtype=x.dtype, memory_format=torch.channels_last)
